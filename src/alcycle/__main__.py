@@ -1,0 +1,3 @@
+from alcycle.cli import main
+
+main()

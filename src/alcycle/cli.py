@@ -1,0 +1,111 @@
+"""The ``alcycle`` command line. Each command resolves paths and params, calls one function, reports."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from alcycle.layout import Layout
+from alcycle.params import load_params
+
+# Errors that are the user's input, not a bug: shown as one clean message.
+_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
+
+
+def _clean_errors(func: Callable) -> Callable:
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except _USER_ERRORS as exc:
+            raise click.ClickException(str(exc.args[0]) if exc.args else repr(exc)) from exc
+
+    return wrapper
+
+
+@click.group()
+@click.option("--project", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Project folder (holds params.yaml and dvc.yaml).")
+@click.pass_context
+def main(ctx: click.Context, project: Path) -> None:
+    """alcycle: active-learning cycles for image classification with DVC and MLflow."""
+    ctx.obj = Layout(root=project)
+
+
+def _stage(name: str, module: str, help_text: str) -> None:
+    """Register a pipeline stage command that runs ``alcycle.stages.<module>.run``."""
+
+    @main.command(name=name, help=help_text)
+    @click.pass_obj
+    @_clean_errors
+    def command(layout: Layout) -> None:
+        import importlib
+
+        stage = importlib.import_module(f"alcycle.stages.{module}")
+        stage.run(layout, load_params(layout.params))
+
+
+_stage("prepare", "prepare", "Materialise the pool: images, manifest, pixels and ground truth.")
+_stage("label-import", "label_import", "Rebuild the labeled pool from every annotation batch.")
+_stage("train", "train", "Train a fresh classifier on the labeled pool.")
+_stage("extract", "extract", "Write class probabilities and embeddings for every item.")
+_stage("evaluate", "evaluate", "Score the test split and log the cycle to MLflow.")
+_stage("select", "select", "Write the next batch of items to label.")
+
+
+@main.command()
+@click.pass_obj
+@_clean_errors
+def oracle(layout: Layout) -> None:
+    """Answer the current queries from the ground truth (simulated annotator)."""
+    from alcycle.oracle import answer
+
+    click.echo(f"wrote {answer(layout)}")
+
+
+@main.command()
+@click.pass_obj
+@_clean_errors
+def commit(layout: Layout) -> None:
+    """Commit the finished cycle's files to git and tag the commit cycle-N."""
+    from alcycle.cycle import commit_cycle
+
+    click.echo(f"tagged {commit_cycle(layout)}")
+
+
+@main.command()
+@click.option("--cycles", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--commit/--no-commit", default=False, show_default=True,
+              help="Commit and tag every finished cycle.")
+@click.pass_obj
+@_clean_errors
+def simulate(layout: Layout, cycles: int, commit: bool) -> None:
+    """Run oracle-labelled cycles with the real `dvc repro` and print the learning curve."""
+    from alcycle.cycle import simulate as run_simulation
+
+    curve = run_simulation(layout, cycles, commit, click.echo)
+    click.echo("\nlearning curve (test split)\n  cycle  labels  accuracy")
+    for point in curve:
+        click.echo(f"  {point['cycle']:>5}  {point['n_labels']:>6}  {point.get('test_accuracy', float('nan')):.4f}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--images", type=click.Path(exists=True, path_type=Path),
+              help="A folder of images (class sub-folders give ground truth) or a CSV manifest.")
+@click.option("--mnist", is_flag=True, help="Use the shipped MNIST 5,000-digit set.")
+@click.option("--classes", help="Comma-separated class names (default: from sub-folders or the CSV).")
+@click.option("--subsample", type=click.IntRange(min=0), default=0, help="Keep only this many items.")
+@_clean_errors
+def init(directory: Path, images: Path | None, mnist: bool, classes: str | None, subsample: int) -> None:
+    """Scaffold an alcycle project in DIRECTORY for your own images (or MNIST)."""
+    from alcycle.scaffold import init_project
+
+    if bool(images) == mnist:
+        raise click.UsageError("give exactly one of --images PATH or --mnist")
+    names = tuple(c.strip() for c in classes.split(",")) if classes else None
+    init_project(directory, images=images, classes=names, subsample=subsample)
+    click.echo(f"initialised an alcycle project in {directory}; next: cd {directory} && dvc repro")

@@ -1,0 +1,97 @@
+"""Driving whole cycles: ``dvc repro``, committing and tagging a finished cycle, simulation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+from alcycle.layout import Layout
+from alcycle.oracle import answer
+from alcycle.stages.label_import import list_batches
+
+# What a finished cycle changes and git keeps; everything else is DVC-cached or ignored.
+COMMITTED = [
+    "params.yaml",
+    "dvc.yaml",
+    "dvc.lock",
+    "data/annotations",
+    "data/labeled.csv",
+    "data/queries.csv",
+    "metrics/evaluate.json",
+    "metrics/mlflow_run.json",
+]
+
+
+class CycleError(RuntimeError):
+    """A cycle cannot be committed or run."""
+
+
+def _run(cmd: list[str], root: Path) -> subprocess.CompletedProcess:
+    # Stage commands call `alcycle`, which lives next to this interpreter.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
+
+
+def dvc_repro(root: Path) -> str:
+    done = _run([sys.executable, "-m", "dvc", "repro"], root)
+    if done.returncode != 0:
+        raise CycleError(f"dvc repro failed in {root}:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def _git(root: Path, *args: str) -> str:
+    done = _run(["git", *args], root)
+    if done.returncode != 0:
+        raise CycleError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def current_cycle(layout: Layout) -> int:
+    """The cycle number is the number of annotation batches."""
+    return len(list_batches(layout.annotations))
+
+
+def commit_cycle(layout: Layout) -> str:
+    """Commit the finished cycle's files and tag the commit ``cycle-N``; returns the tag."""
+    root = layout.root
+    tag = f"cycle-{current_cycle(layout)}"
+    if _git(root, "tag", "--list", tag):
+        raise CycleError(f"tag {tag} exists already; label the queries and run `dvc repro` to finish a new cycle")
+    status = _run([sys.executable, "-m", "dvc", "status", "--quiet"], root)
+    if status.returncode != 0:
+        raise CycleError("the pipeline is not up to date (`dvc status` lists changes); run `dvc repro` first")
+    paths = [p for p in COMMITTED if (root / p).exists()]
+    ignores = [str(p.relative_to(root)) for p in root.glob("*/.gitignore")]
+    _git(root, "add", "--", *paths, *ignores)
+    _git(root, "commit", "--quiet", "--allow-empty", "-m", f"{tag}: {_summary(layout)}")
+    _git(root, "tag", tag)
+    return tag
+
+
+def _summary(layout: Layout) -> str:
+    metrics = json.loads(layout.metrics.read_text()) if layout.metrics.exists() else {}
+    accuracy = metrics.get("test_accuracy")
+    shown = f", test accuracy {accuracy:.4f}" if accuracy is not None else ""
+    return f"{metrics.get('n_labels', 0)} labels{shown}"
+
+
+def simulate(layout: Layout, cycles: int, commit: bool, echo: Callable[[str], None]) -> list[dict]:
+    """Run ``cycles`` oracle-labelled cycles (oracle, then ``dvc repro``); returns each cycle's metrics."""
+    dvc_repro(layout.root)
+    if commit and not _git(layout.root, "tag", "--list", f"cycle-{current_cycle(layout)}"):
+        commit_cycle(layout)
+    curve = []
+    for _ in range(cycles):
+        batch = answer(layout)
+        echo(f"oracle wrote {batch.relative_to(layout.root)}; running dvc repro")
+        dvc_repro(layout.root)
+        if commit:
+            echo(f"committed and tagged {commit_cycle(layout)}")
+        metrics = json.loads(layout.metrics.read_text())
+        curve.append(metrics)
+        echo(f"cycle {metrics['cycle']}: {metrics['n_labels']} labels, test accuracy {metrics.get('test_accuracy', float('nan')):.4f}")
+    return curve

@@ -1,0 +1,72 @@
+"""Where each file of an alcycle project lives, relative to the project root.
+
+``dvc.yaml`` names the same paths; ``tests/test_layout.py`` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path = Path(".")
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def prepared(self) -> Path:
+        """DVC-cached: images/, manifest.csv, pixels.npy."""
+        return self.root / "data" / "prepared"
+
+    @property
+    def manifest(self) -> Path:
+        return self.prepared / "manifest.csv"
+
+    @property
+    def pixels(self) -> Path:
+        return self.prepared / "pixels.npy"
+
+    @property
+    def truth(self) -> Path:
+        """DVC-cached ground truth; read by evaluate and the oracle, never by training."""
+        return self.root / "data" / "truth" / "labels.csv"
+
+    @property
+    def annotations(self) -> Path:
+        """Git-tracked, append-only folder of annotation batches."""
+        return self.root / "data" / "annotations"
+
+    @property
+    def labeled(self) -> Path:
+        """The labeled pool: git-tracked, sorted by id."""
+        return self.root / "data" / "labeled.csv"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "models" / "model.pt"
+
+    @property
+    def extracted(self) -> Path:
+        """DVC-cached: probs.npy and embeddings.npy, one row per manifest row."""
+        return self.root / "data" / "extract"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics" / "evaluate.json"
+
+    @property
+    def confusion(self) -> Path:
+        return self.root / "metrics" / "confusion.csv"
+
+    @property
+    def mlflow_run(self) -> Path:
+        return self.root / "metrics" / "mlflow_run.json"
+
+    @property
+    def queries(self) -> Path:
+        """The next batch to label: git-tracked."""
+        return self.root / "data" / "queries.csv"

@@ -1,0 +1,166 @@
+"""``params.yaml`` loaded into frozen, typed dataclasses: one section per DVC stage.
+
+An unknown or missing key fails at once with its dotted name, so a typo in
+``params.yaml`` never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """``params.yaml`` is missing a key, has an unknown one, or a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    source: str  # mnist | folder | csv
+    path: str  # image folder or CSV manifest for the folder/csv sources
+    image_size: int  # every image is resized to image_size x image_size
+    channels: int  # 1 = grayscale, 3 = RGB
+    test_fraction: float  # share of items held out as the test split
+    subsample: int  # keep only this many items, chosen with split_seed (0 = all)
+    split_seed: int
+
+
+@dataclass(frozen=True)
+class LabelImportParams:
+    on_conflict: str  # refuse | relabel: what to do when a batch relabels an item
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    backbone: str  # small_cnn | resnet18
+    steps: int  # optimiser steps per cycle (labels are drawn with replacement)
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    augment: bool  # random translations of up to 2 pixels
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class SelectParams:
+    strategy: str  # query strategy once the labeled pool is non-empty
+    cold_start: str  # strategy for cycle 0, when nothing is labeled yet
+    budget: int  # items queried per cycle
+
+
+@dataclass(frozen=True)
+class TrackParams:
+    experiment: str  # MLflow experiment name
+    tracking_uri: str  # "" = $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int  # seeds training and selection; the split has its own seed
+    classes: tuple[str, ...]
+    prepare: PrepareParams
+    label_import: LabelImportParams
+    train: TrainParams
+    extract: ExtractParams
+    select: SelectParams
+    track: TrackParams
+
+
+SOURCES = ("mnist", "folder", "csv")
+CONFLICT_RULES = ("refuse", "relabel")
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Load and validate ``params.yaml``."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run alcycle in a project folder (see `alcycle init`)")
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    params = _build(Params, raw, where="", source=path)
+    _check(params, path)
+    return params
+
+
+def params_dict(params: Params) -> dict[str, Any]:
+    """The parameters as a nested dict of plain values (for logging)."""
+    return dataclasses.asdict(params)
+
+
+def _build(cls: type, raw: Any, where: str, source: Path) -> Any:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: section '{where or '<top>'}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ParamsError(f"{source}: unknown key '{key}'; expected one of: {', '.join(names)}")
+    values = {}
+    for name in names:
+        key = f"{where}.{name}" if where else name
+        if name not in raw:
+            raise ParamsError(f"{source}: missing key '{key}'")
+        values[name] = _coerce(hints[name], raw[name], key, source)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str, source: Path) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key, source)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list) or not value:
+            raise ParamsError(f"{source}: '{key}' must be a non-empty list, got {value!r}")
+        return tuple(str(item) for item in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and value is None:
+        return ""
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ParamsError(f"{source}: '{key}' must be {hint.__name__}, got {value!r}")
+    return value
+
+
+def _check(params: Params, source: Path) -> None:
+    """Cross-field checks that the types alone cannot express."""
+    problems = []
+    if params.prepare.source not in SOURCES:
+        problems.append(f"'prepare.source' is {params.prepare.source!r}; choose one of: {', '.join(SOURCES)}")
+    if params.prepare.source != "mnist" and not params.prepare.path:
+        problems.append(f"'prepare.path' is empty; source {params.prepare.source!r} needs it")
+    if params.prepare.channels not in (1, 3):
+        problems.append(f"'prepare.channels' is {params.prepare.channels}; choose 1 or 3")
+    if params.prepare.image_size < 8:
+        problems.append(f"'prepare.image_size' is {params.prepare.image_size}; use at least 8")
+    if not 0.0 <= params.prepare.test_fraction < 1.0:
+        problems.append(f"'prepare.test_fraction' is {params.prepare.test_fraction}; use 0 <= x < 1")
+    if params.label_import.on_conflict not in CONFLICT_RULES:
+        problems.append(
+            f"'label_import.on_conflict' is {params.label_import.on_conflict!r}; "
+            f"choose one of: {', '.join(CONFLICT_RULES)}"
+        )
+    if len(set(params.classes)) != len(params.classes):
+        problems.append("'classes' lists a class twice")
+    for key, value in [
+        ("train.steps", params.train.steps),
+        ("train.batch_size", params.train.batch_size),
+        ("extract.batch_size", params.extract.batch_size),
+        ("select.budget", params.select.budget),
+    ]:
+        if value < 1:
+            problems.append(f"'{key}' is {value}; it must be at least 1")
+    if problems:
+        raise ParamsError(f"{source}: " + "; ".join(problems))

@@ -1,0 +1,96 @@
+"""evaluate: test-split accuracy, per-class accuracy and confusion pairs; logs the cycle to MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alcycle.fileio import atomic_write_csv, atomic_write_text, file_digest
+from alcycle.layout import Layout
+from alcycle.params import Params, params_dict
+from alcycle.pool import read_labeled, read_manifest, split_rows
+from alcycle.stages.label_import import list_batches
+
+
+def score_test_split(
+    manifest: pd.DataFrame, truth: pd.DataFrame, probs: np.ndarray, classes: tuple[str, ...]
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Accuracy metrics and (actual, predicted) pairs over test items whose label is known.
+
+    probs: (N, C) in manifest row order. With no labeled test item the metrics are empty.
+    """
+    rows = split_rows(manifest, "test")
+    known = dict(zip(truth["id"], truth["label"]))
+    test_ids = manifest["id"].to_numpy()[rows]
+    has_truth = np.array([i in known for i in test_ids], dtype=bool)
+    rows, test_ids = rows[has_truth], test_ids[has_truth]
+    if len(rows) == 0:
+        return {}, pd.DataFrame({"actual": [], "predicted": []})
+    actual = np.array([known[i] for i in test_ids])
+    predicted = np.asarray(classes)[probs[rows].argmax(axis=1)]
+    correct = actual == predicted
+    metrics = {"test_accuracy": float(correct.mean()), "test_items": float(len(rows))}
+    for name in classes:
+        of_class = actual == name
+        if of_class.any():
+            metrics[f"test_accuracy_class_{name}"] = float(correct[of_class].mean())
+    return metrics, pd.DataFrame({"actual": actual, "predicted": predicted})
+
+
+def flat_params(params: Params) -> dict[str, object]:
+    """``params.yaml`` flattened to "section.key" names, as MLflow parameters."""
+    flat = {}
+    for section, values in params_dict(params).items():
+        if isinstance(values, dict):
+            flat.update({f"{section}.{key}": value for key, value in values.items()})
+        else:
+            flat[section] = values
+    return flat
+
+
+def run(layout: Layout, params: Params, log_to_mlflow: bool = True) -> dict[str, float]:
+    manifest = read_manifest(layout.manifest)
+    labeled = read_labeled(layout.labeled)
+    truth = pd.read_csv(layout.truth, dtype=str, keep_default_na=False)
+    probs = np.load(layout.extracted / "probs.npy")
+    metrics, pairs = score_test_split(manifest, truth, probs, params.classes)
+    cycle = len(list_batches(layout.annotations))
+    summary = {"cycle": cycle, "n_labels": len(labeled), **metrics}
+    atomic_write_text(layout.metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    atomic_write_csv(layout.confusion, pairs)
+    if log_to_mlflow:
+        run_id = _track(layout, params, labeled, metrics, cycle)
+        atomic_write_text(layout.mlflow_run, json.dumps({"cycle": cycle, "run_id": run_id}, indent=2) + "\n")
+    return summary
+
+
+def _track(layout: Layout, params: Params, labeled: pd.DataFrame, metrics: dict[str, float], cycle: int) -> str:
+    from alcycle import tracking
+    from alcycle.models import load_model
+
+    model, _ = load_model(layout.model)
+    record = tracking.CycleRecord(
+        cycle=cycle,
+        n_labels=len(labeled),
+        strategy=params.select.strategy,
+        params=flat_params(params),
+        metrics=metrics,
+        labeled=labeled,
+        labeled_path=layout.labeled,
+        digests={
+            "labeled_pool": file_digest(layout.labeled),
+            "manifest": file_digest(layout.manifest),
+            "pixels": file_digest(layout.pixels),
+            "model": file_digest(layout.model),
+        },
+        model=model,
+        artifacts=[layout.metrics, layout.labeled],
+    )
+    uri = tracking.resolve_tracking_uri(params.track.tracking_uri, layout.root)
+    run_id, logged = tracking.log_cycle(record, uri, params.track.experiment, layout.root)
+    print(f"evaluate: cycle {cycle} {'logged as' if logged else 'already logged as'} MLflow run {run_id}")
+    return run_id
+

@@ -1,0 +1,109 @@
+"""MLflow behind one small module: one run per cycle, logged at most once.
+
+A cycle's run is identified by a key over everything that determines it (labeled
+pool, model, parameters). Logging a key that is already in the experiment reuses
+that run, so a forced re-run of a stage never logs a cycle twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+RUN_KEY_TAG = "alcycle.run_key"
+
+
+@dataclass(frozen=True)
+class CycleRecord:
+    """Everything one cycle's run holds."""
+
+    cycle: int
+    n_labels: int
+    strategy: str
+    params: dict[str, Any]  # flat "section.key" -> value
+    metrics: dict[str, float]
+    labeled: pd.DataFrame
+    labeled_path: Path
+    digests: dict[str, str]  # name -> sha256 of a file that defines the cycle
+    model: Any  # a torch.nn.Module
+    artifacts: list[Path]
+
+
+def resolve_tracking_uri(configured: str, root: Path) -> str:
+    """``$MLFLOW_TRACKING_URI``, else params' ``track.tracking_uri``, else ``<root>/mlflow.db``.
+
+    The default is absolute so that every stage (and DVC's temporary experiment
+    folders) logs to the same database.
+    """
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{Path(root).resolve()}/mlflow.db"
+
+
+def run_key(record: CycleRecord) -> str:
+    blob = json.dumps({"cycle": record.cycle, "digests": record.digests, "params": record.params}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def git_commit(root: Path) -> tuple[str, bool]:
+    """The HEAD commit of the project and whether its work tree has changes."""
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return git("rev-parse", "HEAD") or "none", bool(git("status", "--porcelain"))
+
+
+def ensure_experiment(client: MlflowClient, name: str, root: Path) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = (Path(root).resolve() / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=artifacts)
+
+
+def log_cycle(record: CycleRecord, tracking_uri: str, experiment: str, root: Path) -> tuple[str, bool]:
+    """Log the cycle's run unless its key is already there; returns (run id, newly logged)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment_id = ensure_experiment(client, experiment, root)
+    key = run_key(record)
+    existing = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'"
+    )
+    if existing:
+        return existing[0].info.run_id, False
+    commit, dirty = git_commit(root)
+    tags = {
+        RUN_KEY_TAG: key,
+        "mlflow.source.git.commit": commit,
+        "alcycle.git_dirty": str(dirty).lower(),
+        "alcycle.cycle": str(record.cycle),
+        "alcycle.strategy": record.strategy,
+    }
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"cycle-{record.cycle}", tags=tags) as run:
+        mlflow.log_params({**record.params, "cycle": record.cycle, "n_labels": record.n_labels})
+        mlflow.log_params({f"digest.{name}": value for name, value in record.digests.items()})
+        dataset = mlflow.data.from_pandas(record.labeled, source=str(record.labeled_path), name="labeled-pool")
+        mlflow.log_input(dataset, context="training")
+        # step = number of labels, so runs of one experiment line up as a learning curve.
+        mlflow.log_metrics({**record.metrics, "n_labels": record.n_labels}, step=record.n_labels)
+        for path in record.artifacts:
+            mlflow.log_artifact(str(path))
+        _log_model(record.model)
+    return run.info.run_id, True
+
+
+def _log_model(model: Any) -> None:
+    import mlflow.pytorch
+    import torch
+
+    # Explicit requirements skip MLflow's slow import-tracing inference.
+    mlflow.pytorch.log_model(model, name="model", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])

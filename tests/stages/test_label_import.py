@@ -1,0 +1,212 @@
+"""Tests for the label-import stage: known-answer tables and one table of bad inputs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from alcycle.layout import Layout
+from alcycle.params import load_params
+from alcycle.stages.label_import import AnnotationError, import_labels, list_batches, read_batch, run
+
+CLASSES = ("cat", "dog")
+MANIFEST = pd.DataFrame(
+    {
+        "id": ["a", "b", "c", "t"],
+        "path": ["images/a.png", "images/b.png", "images/c.png", "images/t.png"],
+        "split": ["pool", "pool", "pool", "test"],
+    }
+)
+
+PARAMS_YAML = """\
+seed: 0
+classes: [cat, dog]
+prepare:
+  source: mnist
+  path: ""
+  image_size: 28
+  channels: 1
+  test_fraction: 0.2
+  subsample: 0
+  split_seed: 0
+label_import:
+  on_conflict: {on_conflict}
+train:
+  backbone: small_cnn
+  steps: 1
+  batch_size: 2
+  lr: 0.1
+  momentum: 0.9
+  weight_decay: 0.0
+  augment: false
+extract:
+  batch_size: 2
+select:
+  strategy: entropy
+  cold_start: random
+  budget: 2
+track:
+  experiment: test
+  tracking_uri: ""
+"""
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+    return path
+
+
+def project(tmp_path: Path, on_conflict: str = "refuse"):
+    """A minimal project: params.yaml, the manifest, an empty annotations folder."""
+    layout = Layout(root=tmp_path)
+    write(layout.params, PARAMS_YAML.format(on_conflict=on_conflict))
+    layout.manifest.parent.mkdir(parents=True)
+    MANIFEST.to_csv(layout.manifest, index=False)
+    layout.annotations.mkdir(parents=True)
+    return layout, load_params(layout.params)
+
+
+def table(rows: list[tuple[str, str, int, str]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["id", "label", "cycle", "source"])
+    frame["cycle"] = frame["cycle"].astype("int64")
+    return frame
+
+
+def test_list_batches_sorts_csv_files_and_ignores_the_rest(tmp_path):
+    write(tmp_path / "batch-0002.csv", "id,label\n")
+    write(tmp_path / "batch-0001.csv", "id,label\n")
+    write(tmp_path / "README.md", "notes\n")
+    write(tmp_path / "notes.txt", "a,cat\n")
+    write(tmp_path / "sub" / "batch-0000.csv", "id,label\n")
+    assert [p.name for p in list_batches(tmp_path)] == ["batch-0001.csv", "batch-0002.csv"]
+    assert list_batches(tmp_path / "absent") == []
+
+
+def test_read_batch_trims_and_keeps_strings(tmp_path):
+    # BOM, CRLF, padding, quoting, an extra column, a blank line, and class names pandas would turn into NaN.
+    content = b'\xef\xbb\xbf label , id ,note\r\n NA , a ,x\r\n\r\n"None", "b","y, z"\r\n'
+    path = write(tmp_path / "b.csv", content)
+    batch = read_batch(path)
+    expected = pd.DataFrame({"id": ["a", "b"], "label": ["NA", "None"], "line": [2, 4]})
+    pd.testing.assert_frame_equal(batch, expected)
+
+
+def test_two_batches_give_cycles_one_and_two_sorted_by_id(tmp_path):
+    first = write(tmp_path / "batch-0001.csv", "id,label\nc,dog\na,cat\n")
+    second = write(tmp_path / "batch-0002.csv", "id,label\nb,cat\n")
+    result = import_labels([first, second], MANIFEST, CLASSES, "refuse")
+    expected = table(
+        [
+            ("a", "cat", 1, "batch-0001.csv"),
+            ("b", "cat", 2, "batch-0002.csv"),
+            ("c", "dog", 1, "batch-0001.csv"),
+        ]
+    )
+    pd.testing.assert_frame_equal(result, expected)
+
+
+def test_no_batches_give_an_empty_pool():
+    result = import_labels([], MANIFEST, CLASSES, "refuse")
+    assert list(result.columns) == ["id", "label", "cycle", "source"]
+    assert len(result) == 0
+
+
+def test_repeats_with_the_same_label_change_nothing(tmp_path):
+    first = write(tmp_path / "batch-0001.csv", "id,label\na,cat\na,cat\n")
+    second = write(tmp_path / "batch-0002.csv", "id,label\na,cat\nb,dog\n")
+    result = import_labels([first, second], MANIFEST, CLASSES, "refuse")
+    expected = table([("a", "cat", 1, "batch-0001.csv"), ("b", "dog", 2, "batch-0002.csv")])
+    pd.testing.assert_frame_equal(result, expected)
+
+
+def test_relabel_policy_replaces_label_cycle_and_source(tmp_path):
+    first = write(tmp_path / "batch-0001.csv", "id,label\na,cat\nb,cat\n")
+    second = write(tmp_path / "batch-0002.csv", "id,label\na,dog\n")
+    result = import_labels([first, second], MANIFEST, CLASSES, "relabel")
+    expected = table([("a", "dog", 2, "relabel:batch-0002.csv"), ("b", "cat", 1, "batch-0001.csv")])
+    pd.testing.assert_frame_equal(result, expected)
+
+
+def test_refuse_policy_names_the_earlier_batch_and_the_fix(tmp_path):
+    first = write(tmp_path / "batch-0001.csv", "id,label\na,cat\n")
+    second = write(tmp_path / "batch-0002.csv", "id,label\nb,dog\na,dog\n")
+    with pytest.raises(AnnotationError) as caught:
+        import_labels([first, second], MANIFEST, CLASSES, "refuse")
+    message = str(caught.value)
+    assert str(second) in message and "line 3" in message
+    assert "batch-0001.csv" in message and "'cat'" in message
+    assert "set label_import.on_conflict: relabel in params.yaml to accept relabels" in message
+
+
+def test_unknown_conflict_rule_lists_the_choices():
+    with pytest.raises(ValueError, match="choose one of: refuse, relabel"):
+        import_labels([], MANIFEST, CLASSES, "overwrite")
+
+
+def test_run_writes_the_labeled_pool_file(tmp_path):
+    layout, params = project(tmp_path)
+    write(layout.annotations / "batch-0001.csv", "id,label\nc,dog\na,cat\n")
+    write(layout.annotations / "README.md", "how to label\n")
+    result = run(layout, params)
+    expected = b"id,label,cycle,source\na,cat,1,batch-0001.csv\nc,dog,1,batch-0001.csv\n"
+    assert layout.labeled.read_bytes() == expected
+    expected_table = table([("a", "cat", 1, "batch-0001.csv"), ("c", "dog", 1, "batch-0001.csv")])
+    pd.testing.assert_frame_equal(result, expected_table)
+
+
+def test_run_with_no_batches_writes_a_header_only_pool(tmp_path):
+    layout, params = project(tmp_path)
+    run(layout, params)
+    assert layout.labeled.read_bytes() == b"id,label,cycle,source\n"
+
+
+@pytest.mark.parametrize("on_conflict", ["refuse", "relabel"])
+def test_run_follows_on_conflict_from_params(tmp_path, on_conflict):
+    layout, params = project(tmp_path, on_conflict)
+    write(layout.annotations / "batch-0001.csv", "id,label\na,cat\n")
+    write(layout.annotations / "batch-0002.csv", "id,label\na,dog\n")
+    if on_conflict == "refuse":
+        with pytest.raises(AnnotationError, match="on_conflict: relabel"):
+            run(layout, params)
+    else:
+        assert run(layout, params).loc[0, "source"] == "relabel:batch-0002.csv"
+
+
+BAD_BATCHES = {
+    "unknown id": (b"id,label\nb,dog\nzz,cat\n", 3, "must come from the manifest"),
+    "test-split id": (b"id,label\nt,cat\n", 2, "test items must never be labeled"),
+    "unknown class": (b"id,label\nb,bird\n", 2, "expected one of: cat, dog"),
+    "conflicting duplicate": (b"id,label\nb,cat\nc,dog\nb,dog\n", 4, "line 2"),
+    "header only": (b"id,label\n", 1, "has no rows"),
+    "empty file": (b"", 1, "has no rows"),
+    "missing label column": (b"id,class\nb,cat\n", 1, "expected header `id,label`"),
+    "too few fields": (b"id,label\nb,cat\nc\n", 3, "expected 2"),
+    "too many fields": (b"id,label\nb,cat,extra\n", 2, "expected 2"),
+    "empty label": (b"id,label\nb,\n", 2, "empty id or label"),
+    "stray quote": (b'id,label\nb,"ca"t\n', 2, "malformed CSV"),
+    "not utf-8": (b"id,label\nb,cat\nc,\xff\n", 3, "not valid UTF-8"),
+    "relabel refused": (b"id,label\nb,dog\na,dog\n", 3, "on_conflict: relabel"),
+}
+
+
+@pytest.mark.parametrize("content, line, expected", BAD_BATCHES.values(), ids=BAD_BATCHES.keys())
+def test_bad_batch_fails_loudly_and_leaves_the_pool_untouched(tmp_path, content, line, expected):
+    layout, params = project(tmp_path)
+    write(layout.annotations / "batch-0001.csv", "id,label\na,cat\n")
+    run(layout, params)
+    before = layout.labeled.read_bytes()
+    write(layout.annotations / "batch-0002.csv", content)
+    with pytest.raises(AnnotationError) as caught:
+        run(layout, params)
+    message = str(caught.value)
+    assert "batch-0002.csv" in message
+    assert re.search(rf"\bline {line}\b", message), message
+    assert expected in message
+    assert layout.labeled.read_bytes() == before
+    # no temporary file left behind next to the pool
+    data_folder = sorted(p.name for p in layout.labeled.parent.iterdir())
+    assert data_folder == ["annotations", "labeled.csv", "prepared"]

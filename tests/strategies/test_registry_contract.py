@@ -1,0 +1,84 @@
+"""The contract every registered strategy keeps (in the style of scikit-activeml's template tests)."""
+
+import numpy as np
+import pytest
+
+from alcycle.strategies import STRATEGIES, SelectionContext, get_strategy, select
+
+
+def make_context(n: int = 60, classes: int = 4, dim: int = 5, labeled: int = 10, seed: int = 0) -> SelectionContext:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, classes))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.choice(n, size=labeled, replace=False)] = True
+    return SelectionContext(
+        ids=np.array([f"item-{i:03d}" for i in range(n)]),
+        labeled=mask,
+        probs=probs.astype(np.float32),
+        embeddings=rng.normal(size=(n, dim)).astype(np.float32),
+    )
+
+
+@pytest.fixture(params=sorted(STRATEGIES))
+def name(request) -> str:
+    return request.param
+
+
+def test_returns_budget_unique_unlabeled_rows(name):
+    context = make_context()
+    selection = select(context, name, 12, np.random.default_rng(1))
+    assert len(selection.rows) == 12
+    assert len(set(selection.rows.tolist())) == 12
+    assert not context.labeled[selection.rows].any()
+    assert selection.scores.shape == (12,)
+    assert np.isfinite(selection.scores).all()
+
+
+def test_same_seed_same_picks(name):
+    context = make_context()
+    first = select(context, name, 8, np.random.default_rng(7))
+    second = select(context, name, 8, np.random.default_rng(7))
+    np.testing.assert_array_equal(first.rows, second.rows)
+    np.testing.assert_array_equal(first.scores, second.scores)
+
+
+def test_can_take_every_unlabeled_item(name):
+    context = make_context(n=20, labeled=5)
+    selection = select(context, name, 15, np.random.default_rng(0))
+    assert sorted(selection.rows.tolist()) == sorted(np.flatnonzero(~context.labeled).tolist())
+
+
+def test_works_from_an_empty_labeled_pool(name):
+    context = make_context(labeled=0)
+    assert len(select(context, name, 5, np.random.default_rng(0)).rows) == 5
+
+
+@pytest.mark.parametrize("budget", [0, -3, 51, 2.5, True])
+def test_bad_budget_is_refused(name, budget):
+    with pytest.raises(ValueError, match="budget"):
+        select(make_context(), name, budget, np.random.default_rng(0))
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError) as error:
+        get_strategy("entrpy")
+    assert str(error.value) == (
+        "unknown strategy 'entrpy'; choose one of: coreset, entropy, least_confidence, margin, random"
+    )
+
+
+@pytest.mark.parametrize("name, missing", [("entropy", "probs"), ("margin", "probs"),
+                                           ("least_confidence", "probs"), ("coreset", "embeddings")])
+def test_missing_input_is_named(name, missing):
+    full = make_context()
+    context = SelectionContext(ids=full.ids, labeled=full.labeled,
+                               probs=None if missing == "probs" else full.probs,
+                               embeddings=None if missing == "embeddings" else full.embeddings)
+    with pytest.raises(ValueError, match=f"'{name}' needs {missing}"):
+        select(context, name, 3, np.random.default_rng(0))
+
+
+def test_context_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="probs must have shape"):
+        SelectionContext(ids=np.array(["a", "b"]), labeled=np.zeros(2, bool), probs=np.ones((3, 2)))

@@ -1,0 +1,39 @@
+"""The root project, `alcycle init` and `Layout` agree on the pipeline and its paths."""
+
+from pathlib import Path
+
+import yaml
+
+from alcycle.layout import Layout
+from alcycle.scaffold import MNIST_CLASSES, render_dvc_yaml, render_params
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_root_project_is_the_rendered_mnist_project():
+    assert (ROOT / "dvc.yaml").read_text() == render_dvc_yaml(None, "src/alcycle")
+    assert (ROOT / "params.yaml").read_text() == render_params("mnist", "", MNIST_CLASSES, 28, 1, 0)
+
+
+def test_stage_names_match_modules_and_commands():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == ["prepare", "label-import", "train", "extract", "evaluate", "select"]
+    for name, stage in stages.items():
+        module = name.replace("-", "_")
+        assert stage["cmd"] == f"alcycle {name}"
+        assert (ROOT / "src/alcycle/stages" / f"{module}.py").exists()
+
+
+def test_pipeline_paths_are_layout_paths():
+    layout = Layout(Path("."))
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+    def paths(entries):
+        return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
+
+    outs = set().union(*(paths(s.get("outs", []) + s.get("metrics", []) + s.get("plots", [])) for s in stages.values()))
+    expected = {layout.prepared, layout.truth.parent, layout.labeled, layout.model, layout.extracted,
+                layout.metrics, layout.confusion, layout.mlflow_run, layout.queries}
+    assert outs == {p.as_posix() for p in expected}
+    assert layout.annotations.as_posix() in stages["label-import"]["deps"]
+    assert layout.manifest.as_posix() in stages["train"]["deps"] and layout.pixels.as_posix() in stages["train"]["deps"]

@@ -1,0 +1,51 @@
+"""params.yaml loads into typed dataclasses and fails loudly on any mistake."""
+
+from pathlib import Path
+
+import pytest
+
+from alcycle.params import ParamsError, load_params
+from conftest import write_params
+
+
+def test_the_shipped_params_load():
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    assert params.prepare.source == "mnist"
+    assert params.classes == tuple(str(d) for d in range(10))
+    assert params.select.cold_start == "random"
+    assert isinstance(params.train.lr, float)
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("  budget: 20", "  budgt: 20", "unknown key 'select.budgt'; expected one of: strategy, cold_start, budget"),
+        ("  lr: 0.05\n", "", "missing key 'train.lr'"),
+        ("  steps: 300", "  steps: many", "'train.steps' must be int, got 'many'"),
+        ("  augment: true", "  augment: 1", "'train.augment' must be bool, got 1"),
+        ("  steps: 300", "  steps: true", "'train.steps' must be int, got True"),
+        ("  source: mnist", "  source: imagenet", "'prepare.source' is 'imagenet'; choose one of: mnist, folder, csv"),
+        ("  source: mnist", "  source: folder", "'prepare.path' is empty; source 'folder' needs it"),
+        ("  channels: 1", "  channels: 2", "'prepare.channels' is 2; choose 1 or 3"),
+        ("  on_conflict: refuse", "  on_conflict: merge", "choose one of: refuse, relabel"),
+        ("  budget: 20", "  budget: 0", "'select.budget' is 0; it must be at least 1"),
+        ("  test_fraction: 0.2", "  test_fraction: 1.5", "'prepare.test_fraction' is 1.5"),
+        ("seed: 0 ", "seed: 0.5 ", "'seed' must be int, got 0.5"),
+    ],
+)
+def test_mistakes_name_the_key(tmp_path, old, new, message):
+    path = write_params(tmp_path, **{old: new})
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
+
+
+def test_missing_file_says_where_to_look(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_floats_accept_integers(tmp_path):
+    params = load_params(write_params(tmp_path, **{"  lr: 0.05": "  lr: 1"}))
+    assert params.train.lr == 1.0 and isinstance(params.train.lr, float)
