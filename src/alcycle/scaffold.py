@@ -123,9 +123,9 @@ def init_project(target: Path, images: Path | None, classes: tuple[str, ...] | N
 
 def _inspect(images: Path) -> tuple[tuple[str, ...], int, int]:
     """Classes, image size and channel count suggested by a folder or CSV manifest."""
-    from alcycle.sources import list_items, probe_images
+    from alcycle.sources import probe
 
-    return probe_images(images)
+    return probe("csv" if images.is_file() else "folder", images)
 
 
 def _init_repositories(target: Path) -> None:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 RUN_KEY_TAG = "alcycle.run_key"
+# These machines may have no network: MLflow must not try to send usage telemetry.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class CycleRecord:
     labeled_path: Path
     digests: dict[str, str]  # name -> sha256 of a file that defines the cycle
     model: Any  # a torch.nn.Module
+    model_input: Any  # input example, uint8 (2, C, H, W): a batch of 2 keeps the batch size dynamic in the pt2 export
     artifacts: list[Path]
 
 
@@ -88,22 +92,41 @@ def log_cycle(record: CycleRecord, tracking_uri: str, experiment: str, root: Pat
         "alcycle.cycle": str(record.cycle),
         "alcycle.strategy": record.strategy,
     }
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"cycle-{record.cycle}", tags=tags) as run:
+    with (
+        mlflow.start_run(experiment_id=experiment_id, run_name=f"cycle-{record.cycle}", tags=tags) as run,
+        warnings.catch_warnings(),
+    ):
+        # Pixels and label cycles are integers that never go missing, which is all
+        # MLflow's schema hint about integer columns warns of.
+        warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column.*")
         mlflow.log_params({**record.params, "cycle": record.cycle, "n_labels": record.n_labels})
         mlflow.log_params({f"digest.{name}": value for name, value in record.digests.items()})
-        dataset = mlflow.data.from_pandas(record.labeled, source=str(record.labeled_path), name="labeled-pool")
-        mlflow.log_input(dataset, context="training")
+        mlflow.log_input(_labeled_dataset(record), context="training")
         # step = number of labels, so runs of one experiment line up as a learning curve.
         mlflow.log_metrics({**record.metrics, "n_labels": record.n_labels}, step=record.n_labels)
         for path in record.artifacts:
             mlflow.log_artifact(str(path))
-        _log_model(record.model)
+        _log_model(record.model, record.model_input)
     return run.info.run_id, True
 
 
-def _log_model(model: Any) -> None:
+def _labeled_dataset(record: CycleRecord):
+    """The labeled pool as an MLflow dataset whose digest is the pool file's SHA-256."""
+    with warnings.catch_warnings():
+        # A local path matches two equivalent registered source types; either is right.
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+        return mlflow.data.from_pandas(
+            record.labeled,
+            source=str(Path(record.labeled_path).resolve()),
+            name="labeled-pool",
+            digest=record.digests["labeled_pool"][:16],
+        )
+
+
+def _log_model(model: Any, model_input: Any) -> None:
     import mlflow.pytorch
     import torch
 
     # Explicit requirements skip MLflow's slow import-tracing inference.
-    mlflow.pytorch.log_model(model, name="model", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    requirements = [f"torch=={torch.__version__.split('+')[0]}"]
+    mlflow.pytorch.log_model(model, name="model", input_example=model_input, pip_requirements=requirements)

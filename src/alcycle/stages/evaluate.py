@@ -87,6 +87,7 @@ def _track(layout: Layout, params: Params, labeled: pd.DataFrame, metrics: dict[
             "model": file_digest(layout.model),
         },
         model=model,
+        model_input=np.array(np.load(layout.pixels, mmap_mode="r")[:2]),
         artifacts=[layout.metrics, layout.labeled],
     )
     uri = tracking.resolve_tracking_uri(params.track.tracking_uri, layout.root)

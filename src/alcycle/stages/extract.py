@@ -21,7 +21,7 @@ def predict(model: Classifier, pixels: np.ndarray, batch_size: int) -> tuple[np.
     model.eval()
     probs, embeddings = [], []
     for start in range(0, len(pixels), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(pixels[start : start + batch_size]))
+        batch = torch.from_numpy(np.array(pixels[start : start + batch_size]))  # copy out of the mmap
         features = model.embed(batch)
         probs.append(torch.softmax(model.head(features), dim=1).numpy())
         embeddings.append(features.numpy())
