@@ -34,16 +34,19 @@ def build_context(manifest: pd.DataFrame, labeled_ids: set[str], probs: np.ndarr
 
 def query_table(
     manifest: pd.DataFrame, labeled_ids: set[str], probs: np.ndarray, embeddings: np.ndarray,
-    strategy: str, budget: int, rng: np.random.Generator, cycle: int,
+    strategy: str, budget: int, rng: np.random.Generator, cycle: int, prepared: str,
 ) -> pd.DataFrame:
-    """The query batch, best first: id, image path, score, strategy and the cycle it was made in."""
+    """The query batch, best first: id, image path, score, strategy and the cycle it was made in.
+
+    ``prepared`` is the folder the manifest's paths are relative to, as the annotator sees it.
+    """
     context, rows = build_context(manifest, labeled_ids, probs, embeddings)
     selection = select(context, strategy, budget, rng)
     picked = rows[selection.rows]
     return pd.DataFrame(
         {
             "id": manifest["id"].to_numpy()[picked],
-            "path": ("data/prepared/" + manifest["path"]).to_numpy()[picked],
+            "path": (f"{prepared}/" + manifest["path"]).to_numpy()[picked],
             "score": np.round(selection.scores, 6),
             "strategy": strategy,
             "cycle": cycle,
@@ -67,6 +70,7 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
         params.select.budget,
         rng,
         cycle,
+        layout.prepared.relative_to(layout.root).as_posix(),
     )
     atomic_write_csv(layout.queries, queries)
     return queries
