@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from alcycle.params import Params, load_params
 from alcycle.scaffold import MNIST_CLASSES, render_params
@@ -24,3 +25,13 @@ def write_params(folder: Path, **overrides: str) -> Path:
 @pytest.fixture
 def params(tmp_path: Path) -> Params:
     return load_params(write_params(tmp_path))
+
+
+def make_params(tmp_path: Path, classes: tuple[str, ...] = ("cat", "dog"), **prepare: object) -> Params:
+    """The shipped params for a folder source at ``tmp_path/images`` (16 px, gray, 20% test);
+    ``prepare`` overrides keys of that section."""
+    raw = yaml.safe_load(render_params("folder", str(tmp_path / "images"), classes, 16, 1, 0))
+    raw["prepare"].update(prepare)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return load_params(path)

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
+from test_cycle_e2e import alcycle, dvc, edit_params, sh
 
 from alcycle.params import load_params
-from test_cycle_e2e import alcycle, dvc, edit_params, sh
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 210)}
 

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
+from conftest import write_params
 
 from alcycle.params import ParamsError, load_params
-from conftest import write_params
 
 
 def test_the_shipped_params_load():

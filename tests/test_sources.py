@@ -9,48 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
+from conftest import make_params
 from PIL import Image
 
-from alcycle.params import Params, load_params
 from alcycle.sources import SourceError, list_items, load_image, path_id
 
 RED = (200, 30, 90)
 RED_GRAY = 88  # Pillow's Image.convert("L") of RED: (200*19595 + 30*38470 + 90*7471 + 2**15) >> 16
-
-
-def make_params(tmp_path: Path, classes: tuple[str, ...] = ("cat", "dog"), **prepare: object) -> Params:
-    """Params loaded from a params.yaml written to ``tmp_path``; ``prepare`` overrides that section."""
-    section = {
-        "source": "folder",
-        "path": str(tmp_path / "images"),
-        "image_size": 16,
-        "channels": 1,
-        "test_fraction": 0.2,
-        "subsample": 0,
-        "split_seed": 0,
-    }
-    raw = {
-        "seed": 0,
-        "classes": list(classes),
-        "prepare": section | prepare,
-        "label_import": {"on_conflict": "refuse"},
-        "train": {
-            "backbone": "small_cnn",
-            "steps": 1,
-            "batch_size": 2,
-            "lr": 0.1,
-            "momentum": 0.9,
-            "weight_decay": 0.0,
-            "augment": False,
-        },
-        "extract": {"batch_size": 2},
-        "select": {"strategy": "entropy", "cold_start": "random", "budget": 2},
-        "track": {"experiment": "test", "tracking_uri": ""},
-    }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return load_params(path)
 
 
 def solid(path: Path, colour: tuple[int, ...] | int = RED, size: tuple[int, int] = (20, 12), mode: str = "RGB") -> Path:

@@ -81,6 +81,7 @@ def _summary(layout: Layout) -> str:
 
 def simulate(layout: Layout, cycles: int, commit: bool, echo: Callable[[str], None]) -> list[dict]:
     """Run ``cycles`` oracle-labelled cycles (oracle, then ``dvc repro``); returns each cycle's metrics."""
+    echo(f"bringing the pipeline up to date (cycle {current_cycle(layout)}); the first run also prepares the data")
     dvc_repro(layout.root)
     if commit and not _git(layout.root, "tag", "--list", f"cycle-{current_cycle(layout)}"):
         commit_cycle(layout)

@@ -7,7 +7,6 @@ An unknown or missing key fails at once with its dotted name, so a typo in
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +86,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ParamsError(f"{path}: not found; run alcycle in a project folder (see `alcycle init`)")
+        raise ParamsError(f"{path}: not found; run alcycle in a project folder (see `alcycle init`)") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     params = _build(Params, raw, where="", source=path)

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
 from alcycle.params import SOURCES, PrepareParams

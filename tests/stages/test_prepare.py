@@ -6,15 +6,15 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 from torchvision.io import decode_png, read_file
 
 from alcycle.layout import Layout
-from alcycle.params import Params, PrepareParams, load_params
+from alcycle.params import Params, PrepareParams
 from alcycle.pool import MANIFEST_COLUMNS, read_manifest
 from alcycle.sources import SourceError
 from alcycle.stages.prepare import draw_split, run
@@ -23,36 +23,8 @@ RED_GRAY = 88  # Pillow's Image.convert("L") of (200, 30, 90)
 
 
 def make_params(tmp_path: Path, classes: tuple[str, ...] = ("cat", "dog"), **prepare: object) -> Params:
-    """Params loaded from a params.yaml written to ``tmp_path``; ``prepare`` overrides that section."""
-    section = {
-        "source": "folder",
-        "path": str(tmp_path / "images"),
-        "image_size": 16,
-        "channels": 1,
-        "test_fraction": 0.3,
-        "subsample": 0,
-        "split_seed": 0,
-    }
-    raw = {
-        "seed": 0,
-        "classes": list(classes),
-        "prepare": section | prepare,
-        "label_import": {"on_conflict": "refuse"},
-        "train": {
-            "backbone": "small_cnn",
-            "steps": 1,
-            "batch_size": 2,
-            "lr": 0.1,
-            "momentum": 0.9,
-            "weight_decay": 0.0,
-            "augment": False,
-        },
-        "extract": {"batch_size": 2},
-        "select": {"strategy": "entropy", "cold_start": "random", "budget": 2},
-        "track": {"experiment": "test", "tracking_uri": ""},
-    }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return load_params(tmp_path / "params.yaml")
+    """The shared test params with 30% held out unless ``prepare`` says otherwise."""
+    return conftest.make_params(tmp_path, classes, **{"test_fraction": 0.3, **prepare})
 
 
 def make_prepare(**values: object) -> PrepareParams:
