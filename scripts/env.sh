@@ -1,28 +1,41 @@
 #!/usr/bin/env bash
-# Create (or reuse) alcycle's Python environment and link it as ./.venv.
+# Create (or reuse) alcycle's Python environment as ./.venv.
 #
-# The environment is keyed on requirements.txt: it lives in
-# $ALCYCLE_ENV_HOME/<hash of requirements.txt> (default ~/.cache/alcycle/envs), so CI
-# and repeated runs reuse the multi-GB install, and a changed pin builds a fresh one.
+# The dependencies (several GB: torch with its CUDA libraries) live in a shared
+# environment keyed on requirements.txt, $ALCYCLE_ENV_HOME/<hash> (default
+# ~/.cache/alcycle/envs), so CI and every checkout reuse one install and a changed pin
+# builds a fresh one. ./.venv is a small per-checkout environment that sees the shared
+# packages and holds only alcycle itself, installed editable from this checkout: two
+# checkouts never run each other's code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 key=$(sha256sum requirements.txt | cut -c1-16)
 home=${ALCYCLE_ENV_HOME:-$HOME/.cache/alcycle/envs}
-env_dir="$home/$key"
+shared="$home/$key"
 
-if [ ! -f "$env_dir/.complete" ]; then
-  echo "env.sh: building the environment in $env_dir (first time: several GB, some minutes)" >&2
-  rm -rf "$env_dir"
+if [ ! -f "$shared/.complete" ]; then
+  echo "env.sh: installing the dependencies into $shared (first time: several GB, some minutes)" >&2
+  rm -rf "$shared"
   mkdir -p "$home"
-  "$python" -m venv "$env_dir"
-  "$env_dir/bin/pip" install --quiet --upgrade pip
-  "$env_dir/bin/pip" install --quiet -r requirements.txt
-  touch "$env_dir/.complete"
+  "$python" -m venv "$shared"
+  "$shared/bin/pip" install --quiet --upgrade pip
+  "$shared/bin/pip" install --quiet -r requirements.txt
+  touch "$shared/.complete"
 fi
 
-ln -sfn "$env_dir" .venv
-# The package itself is installed editable from this checkout on every call (seconds),
-# so a shared environment always runs the code of the checkout that called it.
-.venv/bin/pip install --quiet --no-deps --no-build-isolation -e . >/dev/null
+if [ "$(cat .venv/.shared 2>/dev/null)" != "$shared" ]; then
+  # Shared environments made by an older env.sh held alcycle itself; it must come from here.
+  "$shared/bin/python" -m pip uninstall --quiet --yes alcycle >/dev/null 2>&1 || true
+  rm -rf .venv
+  "$python" -m venv --without-pip .venv
+  site_dir() { "$1" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+  # addsitedir (not a bare path line) also runs the .pth files of the shared packages.
+  echo "import site; site.addsitedir('$(site_dir "$shared/bin/python")')" \
+    > "$(site_dir .venv/bin/python)/_alcycle_shared_env.pth"
+  for tool in dvc mlflow; do ln -s "$shared/bin/$tool" ".venv/bin/$tool"; done
+  echo "$shared" > .venv/.shared
+fi
+.venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 \
+  | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2

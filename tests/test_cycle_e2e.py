@@ -172,3 +172,21 @@ def test_ground_truth_never_reaches_training(project, history):
 
     checkpoint = torch.load(project / "models/model.pt", weights_only=True)
     assert checkpoint["train_ids"] == history[-1]["labeled"]["id"].tolist()
+
+
+def test_run_cache_restores_never_lose_or_repeat_a_run(project, history):
+    """Going back a cycle and forward again restores train from DVC's run cache; evaluate
+    still runs (never restored) and finds each cycle's existing MLflow run."""
+    batch = project / "data/annotations/batch-0003.csv"
+    aside = project / "batch-0003.csv.aside"
+    batch.rename(aside)
+    try:
+        back = dvc(project, "repro")
+    finally:
+        aside.rename(batch)
+    forward = dvc(project, "repro")
+    for out in (back, forward):
+        assert "Stage 'train' is cached - skipping run" in out
+        assert "Running stage 'evaluate'" in out and "already logged as MLflow run" in out
+    assert len(mlflow_runs(project)) == CYCLES + 1
+    assert pd.read_csv(project / "data/labeled.csv", dtype=str).equals(history[-1]["labeled"])

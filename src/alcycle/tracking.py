@@ -65,19 +65,21 @@ def git_commit(root: Path) -> tuple[str, bool]:
     return git("rev-parse", "HEAD") or "none", bool(git("status", "--porcelain"))
 
 
-def ensure_experiment(client: MlflowClient, name: str, root: Path) -> str:
+def ensure_experiment(client: MlflowClient, name: str, root: Path, tracking_uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    artifacts = (Path(root).resolve() / "mlartifacts").as_uri()
-    return client.create_experiment(name, artifact_location=artifacts)
+    if tracking_uri.startswith(("sqlite:", "file:")):
+        # A local store keeps artifacts beside it, whatever folder a stage runs in.
+        return client.create_experiment(name, artifact_location=(Path(root).resolve() / "mlartifacts").as_uri())
+    return client.create_experiment(name)  # a tracking server decides where artifacts go
 
 
 def log_cycle(record: CycleRecord, tracking_uri: str, experiment: str, root: Path) -> tuple[str, bool]:
     """Log the cycle's run unless its key is already there; returns (run id, newly logged)."""
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
-    experiment_id = ensure_experiment(client, experiment, root)
+    experiment_id = ensure_experiment(client, experiment, root, tracking_uri)
     key = run_key(record)
     existing = client.search_runs(
         [experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'"
