@@ -190,3 +190,15 @@ def test_run_cache_restores_never_lose_or_repeat_a_run(project, history):
         assert "Running stage 'evaluate'" in out and "already logged as MLflow run" in out
     assert len(mlflow_runs(project)) == CYCLES + 1
     assert pd.read_csv(project / "data/labeled.csv", dtype=str).equals(history[-1]["labeled"])
+
+
+def test_commit_refuses_an_unfinished_cycle(project, history):
+    alcycle(project, "oracle")  # batch 4 written, not yet imported
+    try:
+        with pytest.raises(AssertionError, match="the pipeline is not up to date"):
+            alcycle(project, "commit")
+        assert "cycle-4" not in sh(project, "git", "tag", "--list")
+    finally:
+        (project / "data/annotations/batch-0004.csv").unlink()
+    with pytest.raises(AssertionError, match="tag cycle-3 exists already"):
+        alcycle(project, "commit")

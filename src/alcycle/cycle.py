@@ -13,18 +13,6 @@ from alcycle.layout import Layout
 from alcycle.oracle import answer
 from alcycle.stages.label_import import list_batches
 
-# What a finished cycle changes and git keeps; everything else is DVC-cached or ignored.
-COMMITTED = [
-    "params.yaml",
-    "dvc.yaml",
-    "dvc.lock",
-    "data/annotations",
-    "data/labeled.csv",
-    "data/queries.csv",
-    "metrics/evaluate.json",
-    "metrics/mlflow_run.json",
-]
-
 
 class CycleError(RuntimeError):
     """A cycle cannot be committed or run."""
@@ -50,6 +38,12 @@ def _git(root: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
+def committed_paths(layout: Layout) -> list[Path]:
+    """What a finished cycle changes and git keeps; everything else is DVC-cached or ignored."""
+    return [layout.params, layout.root / "dvc.yaml", layout.root / "dvc.lock", layout.annotations,
+            layout.labeled, layout.queries, layout.metrics, layout.mlflow_run]
+
+
 def current_cycle(layout: Layout) -> int:
     """The cycle number is the number of annotation batches."""
     return len(list_batches(layout.annotations))
@@ -64,7 +58,7 @@ def commit_cycle(layout: Layout) -> str:
     status = _run([sys.executable, "-m", "dvc", "status", "--quiet"], root)
     if status.returncode != 0:
         raise CycleError("the pipeline is not up to date (`dvc status` lists changes); run `dvc repro` first")
-    paths = [p for p in COMMITTED if (root / p).exists()]
+    paths = [str(p.relative_to(root)) for p in committed_paths(layout) if p.exists()]
     ignores = [str(p.relative_to(root)) for p in root.glob("*/.gitignore")]
     _git(root, "add", "--", *paths, *ignores)
     _git(root, "commit", "--quiet", "--allow-empty", "-m", f"{tag}: {_summary(layout)}")
