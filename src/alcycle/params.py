@@ -133,6 +133,18 @@ def _coerce(hint: Any, value: Any, key: str, source: Path) -> Any:
     return value
 
 
+def _unknown_strategies(select: SelectParams) -> list[str]:
+    """Unknown strategy names fail at load time, not after a cycle's training."""
+    from alcycle.strategies import STRATEGIES
+
+    valid = ", ".join(sorted(STRATEGIES))
+    return [
+        f"'select.{key}' is {name!r}; choose one of: {valid}"
+        for key, name in (("strategy", select.strategy), ("cold_start", select.cold_start))
+        if name not in STRATEGIES
+    ]
+
+
 def _check(params: Params, source: Path) -> None:
     """Cross-field checks that the types alone cannot express."""
     problems = []
@@ -151,6 +163,7 @@ def _check(params: Params, source: Path) -> None:
             f"'label_import.on_conflict' is {params.label_import.on_conflict!r}; "
             f"choose one of: {', '.join(CONFLICT_RULES)}"
         )
+    problems += _unknown_strategies(params.select)
     if len(set(params.classes)) != len(params.classes):
         problems.append("'classes' lists a class twice")
     for key, value in [
