@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -35,3 +36,13 @@ def make_params(tmp_path: Path, classes: tuple[str, ...] = ("cat", "dog"), **pre
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return load_params(path)
+
+
+def toy_digits(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes told apart by which half of a 12×12 image is bright."""
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 2, size=n)
+    pixels = rng.integers(0, 60, size=(n, 1, 12, 12)).astype(np.uint8)
+    for i, t in enumerate(targets):
+        pixels[i, 0, :, 6 * t : 6 * t + 6] += 180
+    return pixels, targets.astype(np.int64)

@@ -17,7 +17,7 @@ def test_root_project_is_the_rendered_mnist_project():
 
 def test_stage_names_match_modules_and_commands():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(stages) == ["prepare", "label-import", "train", "extract", "evaluate", "select"]
+    assert list(stages) == ["prepare", "pretrain", "label-import", "train", "extract", "evaluate", "select"]
     for name, stage in stages.items():
         module = name.replace("-", "_")
         assert stage["cmd"] == f"alcycle {name}"
@@ -32,8 +32,17 @@ def test_pipeline_paths_are_layout_paths():
         return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
 
     outs = set().union(*(paths(s.get("outs", []) + s.get("metrics", []) + s.get("plots", [])) for s in stages.values()))
-    expected = {layout.prepared, layout.truth.parent, layout.labeled, layout.model, layout.extracted,
+    expected = {layout.prepared, layout.truth.parent, layout.labeled, layout.pretrained, layout.model,
+                layout.pseudo_labels, layout.extracted,
                 layout.metrics, layout.confusion, layout.mlflow_run, layout.queries}
     assert outs == {p.as_posix() for p in expected}
     assert layout.annotations.as_posix() in stages["label-import"]["deps"]
     assert layout.manifest.as_posix() in stages["train"]["deps"] and layout.pixels.as_posix() in stages["train"]["deps"]
+
+
+def test_only_evaluate_reads_the_truth_and_pretraining_ignores_labels():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    readers = {name for name, stage in stages.items() if any("data/truth" in d for d in stage["deps"])}
+    assert readers == {"evaluate"}
+    assert stages["pretrain"]["deps"][0] == "data/prepared/pixels.npy"
+    assert not any("labeled" in d or "annotations" in d for d in stages["pretrain"]["deps"])

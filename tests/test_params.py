@@ -20,7 +20,13 @@ def test_the_shipped_params_load():
     "old, new, message",
     [
         ("  budget: 20", "  budgt: 20", "unknown key 'select.budgt'; expected one of: strategy, cold_start, budget"),
-        ("  lr: 0.05\n", "", "missing key 'train.lr'"),
+        ("  lr: 0.05\n  momentum", "  momentum", "missing key 'train.lr'"),
+        ("    every: 100              # re-propagate", "    evry: 100 #", "unknown key 'train.label_propagation.evry'"),
+        ("  method: none", "  method: simclr", "'pretrain.method' is 'simclr'; choose one of: none, deepcluster, weights"),
+        ("  init: scratch", "  init: pretrained", "'train.init' is 'pretrained' but 'pretrain.method' is 'none'"),
+        ("  freeze_backbone: false", "  freeze_backbone: true", "'train.freeze_backbone' needs 'train.init: pretrained'"),
+        ("  semi_supervised: none", "  semi_supervised: mixmatch", "choose one of: none, label_propagation, ceal"),
+        ("    alpha: 0.99", "    alpha: 1.0", "'train.label_propagation.alpha' must be in (0, 1)"),
         ("  steps: 300", "  steps: many", "'train.steps' must be int, got 'many'"),
         ("  augment: true", "  augment: 1", "'train.augment' must be bool, got 1"),
         ("  steps: 300", "  steps: true", "'train.steps' must be int, got True"),
@@ -50,5 +56,5 @@ def test_missing_file_says_where_to_look(tmp_path):
 
 
 def test_floats_accept_integers(tmp_path):
-    params = load_params(write_params(tmp_path, **{"  lr: 0.05": "  lr: 1"}))
+    params = load_params(write_params(tmp_path, **{"  lr: 0.05\n  momentum": "  lr: 1\n  momentum"}))
     assert params.train.lr == 1.0 and isinstance(params.train.lr, float)

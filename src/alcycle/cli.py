@@ -49,6 +49,7 @@ def _stage(name: str, module: str, help_text: str) -> None:
 
 
 _stage("prepare", "prepare", "Materialise the pool: images, manifest, pixels and ground truth.")
+_stage("pretrain", "pretrain", "Learn backbone weights from all images without labels (or load a file).")
 _stage("label-import", "label_import", "Rebuild the labeled pool from every annotation batch.")
 _stage("train", "train", "Train a fresh classifier on the labeled pool.")
 _stage("extract", "extract", "Write class probabilities and embeddings for every item.")

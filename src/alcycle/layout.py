@@ -46,8 +46,18 @@ class Layout:
         return self.root / "data" / "labeled.csv"
 
     @property
+    def pretrained(self) -> Path:
+        """DVC-cached backbone weights from the pretrain stage (or a note that there are none)."""
+        return self.root / "models" / "pretrained.pt"
+
+    @property
     def model(self) -> Path:
         return self.root / "models" / "model.pt"
+
+    @property
+    def pseudo_labels(self) -> Path:
+        """DVC-cached pseudo-labels of the last training run: never part of the labeled pool."""
+        return self.root / "models" / "pseudo_labels.csv"
 
     @property
     def extracted(self) -> Path:

@@ -10,6 +10,7 @@ import io
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -85,12 +86,24 @@ class Classifier(pl.LightningModule):
         steps: int,
         augment: bool,
         seed: int,
+        freeze_backbone: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.backbone = build_backbone(backbone, in_channels)
         self.head = nn.Linear(self.backbone.out_dim, num_classes)
         self._generator = torch.Generator().manual_seed(seed)
+        # Pseudo-labels of the unlabeled pool, (targets, weights) indexed by pool row;
+        # set by a semi-supervised callback, never saved with the weights.
+        self.pseudo: tuple[torch.Tensor, torch.Tensor] | None = None
+        if freeze_backbone:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        if self.hparams.freeze_backbone:
+            self.backbone.eval()  # frozen features keep their batch-norm statistics too
+        return self
 
     @staticmethod
     def to_input(pixels: torch.Tensor) -> torch.Tensor:
@@ -105,33 +118,83 @@ class Classifier(pl.LightningModule):
         """Class logits (B, num_classes) of uint8 pixels."""
         return self.head(self.embed(pixels))
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        pixels, targets = batch
+    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.to_input(pixels)
         if self.hparams.augment:
             x = random_shift(x, 2, self._generator)
-        loss = F.cross_entropy(self.head(self.backbone(x)), targets)
+        return self.head(self.backbone(x))
+
+    def training_step(self, batch: dict[str, list[torch.Tensor]], batch_idx: int) -> torch.Tensor:
+        """``batch["labeled"]`` = (pixels, targets); ``batch["pool"]`` = (pixels, pool rows), optional."""
+        pixels, targets = batch["labeled"]
+        loss = F.cross_entropy(self._logits(pixels), targets)
+        if "pool" in batch and self.pseudo is not None:
+            pool_pixels, rows = batch["pool"]
+            pseudo_targets, weights = self.pseudo[0][rows], self.pseudo[1][rows]
+            losses = F.cross_entropy(self._logits(pool_pixels), pseudo_targets, reduction="none")
+            loss = loss + (weights * losses).mean()
         self.log("train_loss", loss, prog_bar=False)
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
+        trainable = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(
-            self.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=True, weight_decay=hp.weight_decay
+            trainable, lr=hp.lr, momentum=hp.momentum, nesterov=True, weight_decay=hp.weight_decay
         )
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+@torch.inference_mode()
+def predict(model: Classifier, pixels: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (N, C) and embeddings (N, D), float32, for uint8 ``pixels`` (N, C, H, W)."""
+    was_training = model.training
+    model.eval()
+    probs, embeddings = [], []
+    for start in range(0, len(pixels), batch_size):
+        batch = torch.from_numpy(np.array(pixels[start : start + batch_size]))  # a copy, even of a memmap
+        features = model.embed(batch)
+        probs.append(torch.softmax(model.head(features), dim=1).numpy())
+        embeddings.append(features.numpy())
+    model.train(was_training)
+    return np.concatenate(probs).astype(np.float32), np.concatenate(embeddings).astype(np.float32)
+
+
+def load_backbone_weights(backbone: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every tensor whose name and shape match into ``backbone``; returns the names skipped.
+
+    Accepts a plain state dict or one whose keys carry a ``backbone.`` or ``module.``
+    prefix, so torchvision checkpoints and alcycle's own load alike; an adapted stem
+    or a classifier layer of another shape is skipped, never forced.
+    """
+    own = backbone.state_dict()
+    loaded, skipped = {}, []
+    for name, tensor in state.items():
+        key = name.removeprefix("module.").removeprefix("backbone.")
+        if key in own and own[key].shape == tensor.shape:
+            loaded[key] = tensor
+        else:
+            skipped.append(name)
+    if not loaded:
+        raise ValueError(f"no tensor of the weights matches the backbone (first keys: {list(state)[:3]})")
+    backbone.load_state_dict({**own, **loaded})
+    return skipped
+
+
 def save_model(path: Path, model: Classifier, train_ids: list[str], classes: tuple[str, ...]) -> None:
     """Write weights, hyperparameters, class names and the ids the model was trained on."""
-    buffer = io.BytesIO()
     payload = {
         "hparams": dict(model.hparams),
         "state_dict": model.state_dict(),
         "classes": list(classes),
         "train_ids": list(train_ids),
     }
+    atomic_torch_save(path, payload)
+
+
+def atomic_torch_save(path: Path, payload: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 

@@ -36,14 +36,48 @@ class LabelImportParams:
 
 
 @dataclass(frozen=True)
+class PretrainParams:
+    method: str  # none | deepcluster | weights
+    weights: str  # local path to backbone weights (method: weights)
+    epochs: int  # DeepCluster epochs: cluster, then one pass over the images
+    clusters: int  # k-means clusters; 0 = 5 × number of classes
+    kmeans_iterations: int
+    pca: int  # whitened PCA dimensions before k-means; 0 = none
+    batch_size: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class LabelPropagationParams:
+    k: int  # neighbours in the kNN graph
+    gamma: float  # edge weight = similarity ** gamma
+    alpha: float  # propagation strength in (I - alpha W) Z = Y
+    reciprocal: bool  # keep only mutual kNN edges (else W + W^T)
+    iterations: int  # conjugate-gradient iterations
+    every: int  # re-propagate every this many training steps
+
+
+@dataclass(frozen=True)
+class CealParams:
+    delta: float  # entropy threshold (nats) for a pseudo-label at cycle 1
+    decay: float  # the threshold shrinks by this much per cycle
+    every: int  # re-assign pseudo-labels every this many training steps
+
+
+@dataclass(frozen=True)
 class TrainParams:
     backbone: str  # small_cnn | resnet18
+    init: str  # scratch | pretrained: start each cycle from pretrain's weights
+    freeze_backbone: bool  # train only a linear classifier on the backbone's features
+    semi_supervised: str  # none | label_propagation | ceal
     steps: int  # optimiser steps per cycle (labels are drawn with replacement)
     batch_size: int
     lr: float
     momentum: float
     weight_decay: float
     augment: bool  # random translations of up to 2 pixels
+    label_propagation: LabelPropagationParams
+    ceal: CealParams
 
 
 @dataclass(frozen=True)
@@ -69,6 +103,7 @@ class Params:
     seed: int  # seeds training and selection; the split has its own seed
     classes: tuple[str, ...]
     prepare: PrepareParams
+    pretrain: PretrainParams
     label_import: LabelImportParams
     train: TrainParams
     extract: ExtractParams
@@ -77,6 +112,9 @@ class Params:
 
 
 SOURCES = ("mnist", "folder", "csv")
+PRETRAIN_METHODS = ("none", "deepcluster", "weights")
+INITS = ("scratch", "pretrained")
+SEMI_SUPERVISED = ("none", "label_propagation", "ceal")
 CONFLICT_RULES = ("refuse", "relabel")
 
 
@@ -133,6 +171,37 @@ def _coerce(hint: Any, value: Any, key: str, source: Path) -> Any:
     return value
 
 
+def _training_choices(params: Params) -> list[str]:
+    problems = []
+    for key, value, valid in [
+        ("pretrain.method", params.pretrain.method, PRETRAIN_METHODS),
+        ("train.init", params.train.init, INITS),
+        ("train.semi_supervised", params.train.semi_supervised, SEMI_SUPERVISED),
+    ]:
+        if value not in valid:
+            problems.append(f"'{key}' is {value!r}; choose one of: {', '.join(valid)}")
+    if params.pretrain.method == "weights" and not params.pretrain.weights:
+        problems.append("'pretrain.weights' is empty; method 'weights' needs a local weights file")
+    if params.train.init == "pretrained" and params.pretrain.method == "none":
+        problems.append("'train.init' is 'pretrained' but 'pretrain.method' is 'none'")
+    if params.train.freeze_backbone and params.train.init != "pretrained":
+        problems.append("'train.freeze_backbone' needs 'train.init: pretrained' (frozen random features)")
+    if not 0.0 < params.train.label_propagation.alpha < 1.0:
+        problems.append("'train.label_propagation.alpha' must be in (0, 1)")
+    for key, value in [
+        ("pretrain.epochs", params.pretrain.epochs),
+        ("pretrain.batch_size", params.pretrain.batch_size),
+        ("pretrain.kmeans_iterations", params.pretrain.kmeans_iterations),
+        ("train.label_propagation.k", params.train.label_propagation.k),
+        ("train.label_propagation.iterations", params.train.label_propagation.iterations),
+        ("train.label_propagation.every", params.train.label_propagation.every),
+        ("train.ceal.every", params.train.ceal.every),
+    ]:
+        if value < 1:
+            problems.append(f"'{key}' is {value}; it must be at least 1")
+    return problems
+
+
 def _unknown_strategies(select: SelectParams) -> list[str]:
     """Unknown strategy names fail at load time, not after a cycle's training."""
     from alcycle.strategies import STRATEGIES
@@ -164,6 +233,7 @@ def _check(params: Params, source: Path) -> None:
             f"choose one of: {', '.join(CONFLICT_RULES)}"
         )
     problems += _unknown_strategies(params.select)
+    problems += _training_choices(params)
     if len(set(params.classes)) != len(params.classes):
         problems.append("'classes' lists a class twice")
     for key, value in [

@@ -19,7 +19,7 @@ GITIGNORE = "/mlflow.db\n/mlartifacts/\n/mlruns/\n__pycache__/\n"
 # keeps `git status` clean from the start.
 OUTPUT_IGNORES = {
     "data/.gitignore": "/prepared\n/truth\n/extract\n",
-    "models/.gitignore": "/model.pt\n",
+    "models/.gitignore": "/pretrained.pt\n/model.pt\n/pseudo_labels.csv\n",
     "metrics/.gitignore": "/confusion.csv\n",
 }
 ANNOTATIONS_README = """\
@@ -51,6 +51,12 @@ def render_dvc_yaml(source_path: str | None, code_root: str | None) -> str:
             "params": ["classes", "prepare"],
             "outs": ["data/prepared", "data/truth"],
         },
+        "pretrain": {
+            "cmd": "alcycle pretrain",
+            "deps": ["data/prepared/pixels.npy"] + code("stages/pretrain.py", "models.py", "faiss_ops.py"),
+            "params": ["seed", "classes", "pretrain", "train.backbone", "train.momentum", "train.weight_decay"],
+            "outs": ["models/pretrained.pt"],
+        },
         "label-import": {
             "cmd": "alcycle label-import",
             "deps": ["data/annotations", "data/prepared/manifest.csv"] + code("stages/label_import.py"),
@@ -59,10 +65,11 @@ def render_dvc_yaml(source_path: str | None, code_root: str | None) -> str:
         },
         "train": {
             "cmd": "alcycle train",
-            "deps": ["data/labeled.csv", "data/prepared/manifest.csv", "data/prepared/pixels.npy"]
-            + code("stages/train.py", "models.py"),
+            "deps": ["data/labeled.csv", "data/prepared/manifest.csv", "data/prepared/pixels.npy",
+                     "models/pretrained.pt"]
+            + code("stages/train.py", "models.py", "semi.py", "propagation.py", "faiss_ops.py"),
             "params": ["seed", "classes", "train"],
-            "outs": ["models/model.pt"],
+            "outs": ["models/model.pt", "models/pseudo_labels.csv"],
         },
         "extract": {
             "cmd": "alcycle extract",
@@ -73,7 +80,7 @@ def render_dvc_yaml(source_path: str | None, code_root: str | None) -> str:
         "evaluate": {
             "cmd": "alcycle evaluate",
             "deps": ["data/extract", "data/truth", "data/labeled.csv", "data/annotations",
-                     "data/prepared/manifest.csv", "models/model.pt"]
+                     "data/prepared/manifest.csv", "models/model.pt", "models/pseudo_labels.csv"]
             + code("stages/evaluate.py", "tracking.py"),
             "params": ["classes", "track"],
             "metrics": [{"metrics/evaluate.json": {"cache": False}}],

@@ -25,4 +25,5 @@ def test_no_known_test_labels_gives_no_accuracy():
 def test_flat_params_names_every_parameter(params):
     flat = flat_params(params)
     assert flat["select.strategy"] == "entropy" and flat["train.steps"] == 300 and flat["seed"] == 0
-    assert len(flat) == 2 + 7 + 1 + 7 + 1 + 3 + 2
+    assert flat["train.label_propagation.k"] == 50 and flat["pretrain.method"] == "none"
+    assert len(flat) == 2 + 7 + 8 + 1 + 19 + 1 + 3 + 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from pathlib import Path
 
@@ -9,7 +11,8 @@ import pandas as pd
 import pytest
 
 from alcycle.layout import Layout
-from alcycle.params import load_params
+from alcycle.params import LabelImportParams
+from conftest import make_params
 from alcycle.stages.label_import import AnnotationError, import_labels, list_batches, read_batch, run
 
 CLASSES = ("cat", "dog")
@@ -21,37 +24,6 @@ MANIFEST = pd.DataFrame(
     }
 )
 
-PARAMS_YAML = """\
-seed: 0
-classes: [cat, dog]
-prepare:
-  source: mnist
-  path: ""
-  image_size: 28
-  channels: 1
-  test_fraction: 0.2
-  subsample: 0
-  split_seed: 0
-label_import:
-  on_conflict: {on_conflict}
-train:
-  backbone: small_cnn
-  steps: 1
-  batch_size: 2
-  lr: 0.1
-  momentum: 0.9
-  weight_decay: 0.0
-  augment: false
-extract:
-  batch_size: 2
-select:
-  strategy: entropy
-  cold_start: random
-  budget: 2
-track:
-  experiment: test
-  tracking_uri: ""
-"""
 
 
 def write(path: Path, data: bytes | str) -> Path:
@@ -63,11 +35,12 @@ def write(path: Path, data: bytes | str) -> Path:
 def project(tmp_path: Path, on_conflict: str = "refuse"):
     """A minimal project: params.yaml, the manifest, an empty annotations folder."""
     layout = Layout(root=tmp_path)
-    write(layout.params, PARAMS_YAML.format(on_conflict=on_conflict))
+    params = make_params(tmp_path, classes=("cat", "dog"))
+    params = dataclasses.replace(params, label_import=LabelImportParams(on_conflict=on_conflict))
     layout.manifest.parent.mkdir(parents=True)
     MANIFEST.to_csv(layout.manifest, index=False)
     layout.annotations.mkdir(parents=True)
-    return layout, load_params(layout.params)
+    return layout, params
 
 
 def table(rows: list[tuple[str, str, int, str]]) -> pd.DataFrame:

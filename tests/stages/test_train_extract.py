@@ -9,18 +9,9 @@ import pytest
 import torch
 
 from alcycle.models import BACKBONES, build_backbone, load_model, random_shift, save_model
-from alcycle.stages.extract import predict
+from alcycle.models import predict
 from alcycle.stages.train import build_classifier, fit
-
-
-def toy_digits(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Two classes told apart by which half of a 12×12 image is bright."""
-    rng = np.random.default_rng(seed)
-    targets = rng.integers(0, 2, size=n)
-    pixels = rng.integers(0, 60, size=(n, 1, 12, 12)).astype(np.uint8)
-    for i, t in enumerate(targets):
-        pixels[i, 0, :, 6 * t : 6 * t + 6] += 180
-    return pixels, targets.astype(np.int64)
+from conftest import toy_digits
 
 
 def with_steps(params, steps: int):

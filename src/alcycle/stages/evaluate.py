@@ -39,15 +39,26 @@ def score_test_split(
     return metrics, pd.DataFrame({"actual": actual, "predicted": predicted})
 
 
+def pseudo_label_scores(pseudo: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
+    """How many pseudo-labels training used and, where the truth is known, how many were right.
+
+    Training never sees the truth; only this stage compares the two.
+    """
+    scores = {"pseudo_labels": float(len(pseudo))}
+    known = pseudo.merge(truth, on="id", suffixes=("", "_true"))
+    if len(known):
+        scores["pseudo_label_accuracy"] = float((known["label"] == known["label_true"]).mean())
+    return scores
+
+
 def flat_params(params: Params) -> dict[str, object]:
-    """``params.yaml`` flattened to "section.key" names, as MLflow parameters."""
-    flat = {}
-    for section, values in params_dict(params).items():
-        if isinstance(values, dict):
-            flat.update({f"{section}.{key}": value for key, value in values.items()})
-        else:
-            flat[section] = values
-    return flat
+    """``params.yaml`` flattened to dotted names ("train.label_propagation.k"), as MLflow parameters."""
+    def flatten(prefix: str, value: object) -> dict[str, object]:
+        if not isinstance(value, dict):
+            return {prefix: value}
+        return {k: v for key, item in value.items() for k, v in flatten(f"{prefix}.{key}" if prefix else key, item).items()}
+
+    return flatten("", params_dict(params))
 
 
 def run(layout: Layout, params: Params, log_to_mlflow: bool = True) -> dict[str, float]:
@@ -56,6 +67,9 @@ def run(layout: Layout, params: Params, log_to_mlflow: bool = True) -> dict[str,
     truth = pd.read_csv(layout.truth, dtype=str, keep_default_na=False)
     probs = np.load(layout.extracted / "probs.npy")
     metrics, pairs = score_test_split(manifest, truth, probs, params.classes)
+    if params.train.semi_supervised != "none":
+        pseudo = pd.read_csv(layout.pseudo_labels, dtype={"id": str, "label": str}, keep_default_na=False)
+        metrics.update(pseudo_label_scores(pseudo, truth))
     cycle = len(list_batches(layout.annotations))
     summary = {"cycle": cycle, "n_labels": len(labeled), **metrics}
     atomic_write_text(layout.metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -1,6 +1,8 @@
 """train: fit a freshly initialised classifier on the labeled pool with a Lightning Trainer.
 
-Reads only the labeled pool, the manifest and the pixels: never the ground truth.
+Reads only the labeled pool, the manifest, the pixels and the pretrained backbone:
+never the ground truth. With ``semi_supervised`` on, the unlabeled pool items join
+training under pseudo-labels, which are written apart from the labeled pool.
 """
 
 from __future__ import annotations
@@ -9,14 +11,24 @@ import logging
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
+from alcycle.fileio import atomic_write_csv
 from alcycle.layout import Layout
-from alcycle.models import Classifier, save_model
+from alcycle.models import Classifier, load_backbone_weights, save_model
 from alcycle.params import Params
-from alcycle.pool import class_index, read_labeled, read_manifest, rows_of
+from alcycle.pool import class_index, read_labeled, read_manifest, rows_of, split_rows
+from alcycle.semi import (
+    PseudoLabeller,
+    RefreshPseudoLabels,
+    ceal_labeller,
+    ceal_threshold,
+    propagation_labeller,
+)
 
 
 def build_classifier(params: Params, in_channels: int) -> Classifier:
@@ -31,28 +43,44 @@ def build_classifier(params: Params, in_channels: int) -> Classifier:
         steps=tp.steps,
         augment=tp.augment,
         seed=params.seed,
+        freeze_backbone=tp.freeze_backbone,
     )
 
 
-def fit(model: Classifier, pixels: np.ndarray, targets: np.ndarray, params: Params) -> Classifier:
-    """Train ``model`` for ``train.steps`` steps on uint8 ``pixels`` (n, C, H, W) and ``targets`` (n,)."""
+def _loader(data: TensorDataset, params: Params, stream: int) -> DataLoader:
+    """Draws with replacement, so the step count does not depend on how many items there are."""
     tp = params.train
-    data = TensorDataset(torch.from_numpy(np.ascontiguousarray(pixels)), torch.from_numpy(targets))
-    # Drawing with replacement makes the step count independent of how few labels there are.
-    sampler = RandomSampler(
-        data,
-        replacement=True,
-        num_samples=tp.steps * tp.batch_size,
-        generator=torch.Generator().manual_seed(params.seed),
-    )
-    loader = DataLoader(data, batch_size=tp.batch_size, sampler=sampler, num_workers=0)
+    generator = torch.Generator().manual_seed(params.seed * 1000 + stream)
+    sampler = RandomSampler(data, replacement=True, num_samples=tp.steps * tp.batch_size, generator=generator)
+    return DataLoader(data, batch_size=tp.batch_size, sampler=sampler, num_workers=0)
+
+
+def fit(
+    model: Classifier,
+    pixels: np.ndarray,
+    targets: np.ndarray,
+    params: Params,
+    refresh: RefreshPseudoLabels | None = None,
+) -> Classifier:
+    """Train ``model`` for ``train.steps`` steps on uint8 ``pixels`` (n, C, H, W) and ``targets`` (n,).
+
+    With ``refresh``, every step also takes a batch of the pool under its current pseudo-labels.
+    """
+    loaders = {"labeled": _loader(TensorDataset(torch.from_numpy(np.array(pixels)), torch.from_numpy(targets)),
+                                  params, stream=0)}
+    callbacks = []
+    if refresh is not None:
+        pool = torch.from_numpy(np.array(refresh.pool_pixels))
+        loaders["pool"] = _loader(TensorDataset(pool, torch.arange(len(pool))), params, stream=1)
+        callbacks.append(refresh)
     trainer = pl.Trainer(
-        max_steps=tp.steps,
+        max_steps=params.train.steps,
         max_epochs=1,
         accelerator="cpu",
         devices=1,
         deterministic=True,
         logger=False,
+        callbacks=callbacks,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -60,22 +88,76 @@ def fit(model: Classifier, pixels: np.ndarray, targets: np.ndarray, params: Para
     with warnings.catch_warnings():
         # One process on a 2-core machine: extra loader workers would only compete with training.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(model, train_dataloaders=loader)
+        trainer.fit(model, train_dataloaders=CombinedLoader(loaders, mode="min_size"))
+    model.pseudo = None
     return model.eval()
 
 
+def pseudo_labeller(params: Params, cycle: int) -> PseudoLabeller | None:
+    mode = params.train.semi_supervised
+    if mode == "label_propagation":
+        return propagation_labeller(params.train.label_propagation, len(params.classes))
+    if mode == "ceal":
+        return ceal_labeller(ceal_threshold(params.train.ceal, cycle))
+    return None
+
+
+def initial_model(layout: Layout, params: Params, in_channels: int) -> Classifier:
+    """A fresh classifier; its backbone comes from the pretrain stage when ``train.init`` says so."""
+    # Weight initialisation draws from torch's global generator; seeding it here (the
+    # stage entry point) makes each cycle's fresh initialisation reproducible.
+    pl.seed_everything(params.seed, verbose=False)
+    model = build_classifier(params, in_channels)
+    if params.train.init == "pretrained":
+        saved = torch.load(layout.pretrained, map_location="cpu", weights_only=True)
+        if saved["method"] == "none" or saved["backbone"] != params.train.backbone:
+            raise ValueError(f"{layout.pretrained} holds no {params.train.backbone} weights "
+                             f"(pretrain.method {saved['method']!r}); run the pretrain stage for this backbone")
+        load_backbone_weights(model.backbone, saved["state_dict"])
+    return model
+
+
 def run(layout: Layout, params: Params) -> Classifier:
-    """Train on the labeled pool and write ``layout.model``; with no labels, save the initial weights."""
+    """Train on the labeled pool and write ``layout.model`` (and the pseudo-labels used, if any)."""
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     manifest = read_manifest(layout.manifest)
     labeled = read_labeled(layout.labeled)
     pixels = np.load(layout.pixels, mmap_mode="r")
-    # Weight initialisation draws from torch's global generator; seeding it here (the
-    # stage entry point) makes each cycle's fresh initialisation reproducible.
-    pl.seed_everything(params.seed, verbose=False)
-    model = build_classifier(params, in_channels=pixels.shape[1])
+    model = initial_model(layout, params, in_channels=pixels.shape[1])
+    cycle = int(labeled["cycle"].max()) if len(labeled) else 0
+    labeller = pseudo_labeller(params, cycle)
+    pool_rows = split_rows(manifest, "pool")
+    refresh = None
     if len(labeled):
         rows = rows_of(manifest, labeled["id"])
-        fit(model, pixels[rows], class_index(params.classes, labeled["label"]), params)
+        targets = class_index(params.classes, labeled["label"])
+        if labeller is not None:
+            refresh = _refresh(labeller, pixels, manifest, pool_rows, rows, targets, params)
+        fit(model, pixels[rows], targets, params, refresh)
     save_model(layout.model, model, labeled["id"].tolist(), params.classes)
+    _write_pseudo_labels(layout, manifest, pool_rows, refresh, params.classes)
     return model
+
+
+def _refresh(labeller, pixels, manifest, pool_rows, labeled_rows, targets, params) -> RefreshPseudoLabels:
+    labels = np.full(len(pool_rows), -1, dtype=np.int64)
+    position = {row: i for i, row in enumerate(pool_rows)}
+    labels[[position[r] for r in labeled_rows]] = targets
+    every = (params.train.label_propagation.every if params.train.semi_supervised == "label_propagation"
+             else params.train.ceal.every)
+    return RefreshPseudoLabels(labeller, pixels[pool_rows], labels, every,
+                               from_start=params.train.init == "pretrained")
+
+
+def _write_pseudo_labels(layout, manifest, pool_rows, refresh, classes) -> None:
+    """The pseudo-labels in force at the end of training (header only when there were none)."""
+    table = pd.DataFrame({"id": pd.Series(dtype=str), "label": pd.Series(dtype=str),
+                          "weight": pd.Series(dtype=float)})
+    if refresh is not None and refresh.latest is not None:
+        used = refresh.latest.weights > 0
+        table = pd.DataFrame({
+            "id": manifest["id"].to_numpy()[pool_rows][used],
+            "label": np.asarray(classes)[refresh.latest.targets[used]],
+            "weight": np.round(refresh.latest.weights[used], 6),
+        })
+    atomic_write_csv(layout.pseudo_labels, table)

@@ -1,0 +1,88 @@
+"""Semi-supervised training: pseudo-labels for the unlabeled pool, refreshed while training.
+
+Two pseudo-labellers, each a pure function of the model's current view of the pool:
+label propagation (Iscen et al. 2019, as in Siméoni et al.) over the embeddings, and
+CEAL's high-confidence labels (Wang et al. 2017) from the probabilities. Pseudo-labels
+live only inside one training run: they never enter the labeled pool file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from alcycle.models import Classifier, predict
+from alcycle.params import CealParams, LabelPropagationParams
+from alcycle.propagation import propagate
+from alcycle.strategies.uncertainty import entropy_scores
+
+
+@dataclass(frozen=True)
+class PseudoLabels:
+    """targets (N,) int64 and loss weights (N,) float32 for the N pool rows; weight 0 = unused."""
+
+    targets: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int((self.weights > 0).sum())
+
+
+# (probs (N, C), embeddings (N, D), labels (N,) with -1 = unlabeled) -> PseudoLabels
+PseudoLabeller = Callable[[np.ndarray, np.ndarray, np.ndarray], PseudoLabels]
+
+
+def propagation_labeller(params: LabelPropagationParams, num_classes: int) -> PseudoLabeller:
+    """Label propagation: weight = certainty ω × class-balancing weight, labeled rows 0."""
+
+    def label(probs: np.ndarray, embeddings: np.ndarray, labels: np.ndarray) -> PseudoLabels:
+        result = propagate(embeddings, labels, num_classes, k=params.k, gamma=params.gamma,
+                           alpha=params.alpha, reciprocal=params.reciprocal, iterations=params.iterations)
+        weights = result.weights * result.class_weights[result.pseudo_labels]
+        # Labeled rows are trained on in the labeled stream, with their true labels.
+        weights = np.where(labels >= 0, 0.0, weights).astype(np.float32)
+        return PseudoLabels(result.pseudo_labels, weights)
+
+    return label
+
+
+def ceal_threshold(params: CealParams, cycle: int) -> float:
+    """CEAL's entropy threshold δ at ``cycle`` (1-based): δ0 − dr·(cycle − 1), never below 0."""
+    return max(params.delta - params.decay * (cycle - 1), 0.0)
+
+
+def ceal_labeller(delta: float) -> PseudoLabeller:
+    """CEAL: unlabeled rows whose predictive entropy is below ``delta`` get their predicted class."""
+
+    def label(probs: np.ndarray, embeddings: np.ndarray, labels: np.ndarray) -> PseudoLabels:
+        confident = (entropy_scores(probs) < delta) & (labels < 0)
+        return PseudoLabels(probs.argmax(axis=1).astype(np.int64), confident.astype(np.float32))
+
+    return label
+
+
+class RefreshPseudoLabels(pl.Callback):
+    """Recompute the pool's pseudo-labels every ``every`` steps with the model being trained.
+
+    ``from_start`` also labels before the first step: worth it when the model starts from
+    pretrained features, not from random ones.
+    """
+
+    def __init__(self, labeller: PseudoLabeller, pool_pixels: np.ndarray, labels: np.ndarray,
+                 every: int, from_start: bool, batch_size: int = 500) -> None:
+        self.labeller, self.pool_pixels, self.labels = labeller, pool_pixels, labels
+        self.every, self.from_start, self.batch_size = every, from_start, batch_size
+        self.latest: PseudoLabels | None = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, model: Classifier, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step % self.every or (step == 0 and not self.from_start):
+            return
+        probs, embeddings = predict(model, self.pool_pixels, self.batch_size)
+        self.latest = self.labeller(probs, embeddings, self.labels)
+        model.pseudo = (torch.from_numpy(self.latest.targets), torch.from_numpy(self.latest.weights))

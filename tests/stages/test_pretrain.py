@@ -1,0 +1,86 @@
+"""pretrain: DeepCluster changes the backbone; a weights file loads; parameters reach their use."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import alcycle.stages.pretrain as pretrain
+from alcycle.layout import Layout
+from alcycle.models import build_backbone, load_backbone_weights, resnet18_small
+from alcycle.stages.train import initial_model
+from conftest import toy_digits
+
+
+def with_pretrain(params, **values):
+    return dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, **values))
+
+
+def test_deepcluster_changes_the_backbone_and_passes_its_parameters(params, monkeypatch):
+    pixels, _ = toy_digits(n=48)
+    calls = {"kmeans": [], "pca": []}
+    real_kmeans, real_pca = pretrain.kmeans, pretrain.pca_whiten
+    monkeypatch.setattr(pretrain, "kmeans", lambda x, k, n, s: calls["kmeans"].append((k, n)) or real_kmeans(x, k, n, s))
+    monkeypatch.setattr(pretrain, "pca_whiten", lambda x, d: calls["pca"].append(d) or real_pca(x, d))
+    p = with_pretrain(params, method="deepcluster", epochs=2, clusters=4, kmeans_iterations=3, pca=8,
+                      batch_size=16)
+    torch.manual_seed(0)
+    before = build_backbone("small_cnn", 1).state_dict()
+    torch.manual_seed(0)
+    backbone = pretrain.deepcluster(pixels, p)
+    assert calls == {"kmeans": [(4, 3), (4, 3)], "pca": [8, 8]}
+    after = backbone.state_dict()
+    assert not torch.equal(before["features.0.0.weight"], after["features.0.0.weight"])
+
+
+def test_default_cluster_count_is_five_per_class(params, monkeypatch):
+    seen = []
+    real = pretrain.kmeans
+    monkeypatch.setattr(pretrain, "kmeans", lambda x, k, n, s: seen.append(k) or real(x, k, n, s))
+    pretrain.deepcluster(toy_digits(n=60)[0], with_pretrain(params, method="deepcluster", epochs=1, clusters=0))
+    assert seen == [50]  # 10 classes
+
+
+def test_uniform_over_clusters_balances_draws():
+    assignment = np.array([0] * 90 + [1] * 10)
+    draws = np.array(list(pretrain.uniform_over_clusters(assignment, 2, seed=0)))
+    share_small = (assignment[draws] == 1).mean()
+    assert 0.4 < share_small < 0.6  # 10% of the items, half of the draws
+
+
+def test_stage_writes_weights_the_train_stage_starts_from(tmp_path, params):
+    layout = Layout(tmp_path)
+    layout.pixels.parent.mkdir(parents=True)
+    np.save(layout.pixels, toy_digits(n=32)[0])
+    p = with_pretrain(params, method="deepcluster", epochs=1, clusters=3)
+    saved = pretrain.run(layout, p)
+    model = initial_model(layout, dataclasses.replace(p, train=dataclasses.replace(p.train, init="pretrained")), 1)
+    for name, tensor in model.backbone.state_dict().items():
+        assert torch.equal(tensor, saved["state_dict"][name]), name
+
+
+def test_no_pretraining_refuses_a_pretrained_start(tmp_path, params):
+    layout = Layout(tmp_path)
+    layout.pixels.parent.mkdir(parents=True)
+    np.save(layout.pixels, toy_digits(n=8)[0])
+    pretrain.run(layout, params)
+    # params.yaml forbids this combination; here the file itself is checked
+    p = dataclasses.replace(params, train=dataclasses.replace(params.train, init="pretrained"))
+    with pytest.raises(ValueError, match="holds no small_cnn weights"):
+        initial_model(layout, p, 1)
+
+
+def test_torchvision_weights_file_loads_all_but_the_adapted_stem(tmp_path, params):
+    import torchvision
+
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet18(weights=None)  # stands in for an ImageNet checkpoint
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    p = dataclasses.replace(params, train=dataclasses.replace(params.train, backbone="resnet18"))
+    backbone = pretrain.from_file(tmp_path / "resnet18.pth", p, in_channels=3)
+    assert torch.equal(backbone.state_dict()["layer4.1.conv2.weight"], reference.state_dict()["layer4.1.conv2.weight"])
+    skipped = load_backbone_weights(resnet18_small(3), reference.state_dict())
+    assert sorted(skipped) == ["conv1.weight", "fc.bias", "fc.weight"]

@@ -1,0 +1,80 @@
+"""Pseudo-labellers and their refresh during training; every parameter reaches its use."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import alcycle.semi as semi
+from alcycle.models import predict
+from alcycle.params import CealParams, LabelPropagationParams
+from alcycle.stages.train import build_classifier, fit
+from conftest import toy_digits
+
+
+def test_ceal_threshold_decays_per_cycle():
+    params = CealParams(delta=0.1, decay=0.03, every=10)
+    assert [round(semi.ceal_threshold(params, c), 6) for c in (1, 2, 3, 4, 5)] == [0.1, 0.07, 0.04, 0.01, 0.0]
+
+
+def test_ceal_labels_only_confident_unlabeled_rows():
+    probs = np.array([[0.99, 0.01], [0.6, 0.4], [0.02, 0.98], [0.995, 0.005]])
+    labels = np.array([-1, -1, -1, 1])  # the last row is labeled
+    pseudo = semi.ceal_labeller(delta=0.1)(probs, np.zeros((4, 1)), labels)
+    # entropies: 0.056, 0.673, 0.098, 0.031 nats
+    assert pseudo.weights.tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert pseudo.targets[[0, 2]].tolist() == [0, 1]
+    assert pseudo.count == 2
+
+
+def test_propagation_labeller_passes_every_parameter(monkeypatch):
+    seen, real = {}, semi.propagate
+
+    def fake_propagate(features, labels, num_classes, **kwargs):
+        seen.update(kwargs, num_classes=num_classes)
+        return real(features, labels, num_classes, k=2, gamma=3.0, alpha=0.99)
+
+    monkeypatch.setattr(semi, "propagate", fake_propagate)
+    params = LabelPropagationParams(k=7, gamma=2.5, alpha=0.9, reciprocal=True, iterations=13, every=5)
+    embeddings = np.array([[0, 1], [0, 1.1], [1, 0], [1.1, 0]], dtype=np.float32)
+    pseudo = semi.propagation_labeller(params, 2)(None, embeddings, np.array([0, -1, 1, -1]))
+    assert seen == {"k": 7, "gamma": 2.5, "alpha": 0.9, "reciprocal": True, "iterations": 13, "num_classes": 2}
+    assert pseudo.targets.tolist() == [0, 0, 1, 1]
+    assert pseudo.weights[[0, 2]].tolist() == [0.0, 0.0]  # labeled rows train in the labeled stream
+    assert (pseudo.weights[[1, 3]] > 0).all()
+
+
+@pytest.mark.parametrize("from_start, expected", [(False, [3, 6]), (True, [0, 3, 6])])
+def test_refresh_runs_every_n_steps(params, from_start, expected):
+    pixels, targets = toy_digits(n=20)
+    calls = []
+
+    def labeller(probs, embeddings, labels):
+        calls.append(len(calls))
+        return semi.PseudoLabels(probs.argmax(axis=1), np.ones(len(probs), dtype=np.float32))
+
+    short = dataclasses.replace(params, train=dataclasses.replace(params.train, steps=8))
+    refresh = semi.RefreshPseudoLabels(labeller, pixels, np.full(20, -1), every=3, from_start=from_start)
+    torch.manual_seed(0)
+    fit(build_classifier(short, 1), pixels[:6], targets[:6], short, refresh)
+    assert len(calls) == len(expected)
+    assert refresh.latest.count == 20
+
+
+def test_pseudo_labels_change_training(params):
+    pixels, targets = toy_digits(n=30)
+    short = dataclasses.replace(params, train=dataclasses.replace(params.train, steps=6))
+    results = []
+    for weight in (0.0, 1.0):
+        refresh = semi.RefreshPseudoLabels(
+            lambda p, e, l, w=weight: semi.PseudoLabels(np.zeros(len(p), dtype=np.int64),
+                                                       np.full(len(p), w, dtype=np.float32)),
+            pixels, np.full(30, -1), every=1, from_start=True)
+        torch.manual_seed(0)
+        model = fit(build_classifier(short, 1), pixels[:4], targets[:4], short, refresh)
+        results.append(predict(model, pixels, 30)[0])
+    # pseudo-labels all of class 0 with weight 1 pull predictions towards class 0
+    assert results[1][:, 0].mean() > results[0][:, 0].mean()
