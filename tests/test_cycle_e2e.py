@@ -52,7 +52,10 @@ def mlflow_runs(project: Path) -> pd.DataFrame:
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("e2e") / "digits"
     alcycle(root.parent, "init", str(root), "--mnist", "--subsample", "600")
-    edit_params(root, train={"steps": 60}, select={"budget": BUDGET, "strategy": "entropy"})
+    # The unlabeled images join in as well: a short DeepCluster pretraining and label propagation.
+    edit_params(root, pretrain={"method": "deepcluster", "epochs": 1, "pca": 16},
+                train={"steps": 60, "init": "pretrained", "semi_supervised": "label_propagation"},
+                select={"budget": BUDGET, "strategy": "entropy"})
     sh(root, "git", "config", "user.email", "test@alcycle.invalid")
     sh(root, "git", "config", "user.name", "alcycle test")
     sh(root, "git", "add", "-A")
@@ -64,13 +67,15 @@ def project(tmp_path_factory) -> Path:
 def history(project: Path) -> list[dict]:
     """Cycle 0 plus three oracle cycles, each committed and tagged; what each left behind."""
     steps = []
-    dvc(project, "repro")
+    output = dvc(project, "repro")
     for cycle in range(CYCLES + 1):
         if cycle:
             alcycle(project, "oracle")
-            dvc(project, "repro")
+            output = dvc(project, "repro")
         alcycle(project, "commit")
         steps.append({
+            "repro": output,
+            "pseudo": pd.read_csv(project / "models/pseudo_labels.csv", dtype={"id": str, "label": str}),
             "labeled": pd.read_csv(project / "data/labeled.csv", dtype=str),
             "queries": pd.read_csv(project / "data/queries.csv", dtype={"id": str}),
             "metrics": json.loads((project / "metrics/evaluate.json").read_text()),
@@ -81,6 +86,26 @@ def history(project: Path) -> list[dict]:
 def test_a_committed_cycle_leaves_git_clean(project, history):
     assert sh(project, "git", "status", "--porcelain") == ""
     assert sh(project, "git", "tag", "--list").split() == ["cycle-0", "cycle-1", "cycle-2", "cycle-3"]
+
+
+def test_pretraining_runs_once_and_never_for_new_labels(history):
+    assert "Running stage 'pretrain'" in history[0]["repro"]
+    for step in history[1:]:
+        assert "Stage 'pretrain' didn't change, skipping" in step["repro"]
+        assert "Running stage 'train'" in step["repro"]
+
+
+def test_pseudo_labels_stay_out_of_the_labeled_pool(project, history):
+    for step in history[1:]:
+        pseudo, labeled = step["pseudo"], step["labeled"]
+        assert not set(pseudo["id"]) & set(labeled["id"])
+        # unlabeled pool items only: never one of the 120 test items
+        assert 240 < len(pseudo) <= 480 - len(labeled)
+        assert (pseudo["weight"] > 0).all()
+    runs = mlflow_runs(project)
+    assert runs["metrics.pseudo_labels"].iloc[1:].tolist() == [len(step["pseudo"]) for step in history[1:]]
+    assert runs["metrics.pseudo_label_accuracy"].iloc[1:].between(0, 1).all()
+    assert runs["params.train.semi_supervised"].unique().tolist() == ["label_propagation"]
 
 
 def test_labeled_pool_grows_by_the_budget(history):

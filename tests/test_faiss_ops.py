@@ -48,3 +48,8 @@ def test_l2_normalise_and_whitening():
 def test_rows_must_be_two_dimensional():
     with pytest.raises(ValueError, match="2-D"):
         faiss_ops.knn_inner_product(np.zeros(5), 1)
+
+
+def test_pca_beyond_the_data_is_refused():
+    with pytest.raises(ValueError, match="PCA to 64 dimensions needs at least 64 rows"):
+        faiss_ops.pca_whiten(np.ones((60, 128)), 64)

@@ -78,6 +78,8 @@ def kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> tuple[np.ndarray, np
 def pca_whiten(x: np.ndarray, dim: int) -> np.ndarray:
     """Project rows onto their top ``dim`` principal components with whitening (N, dim)."""
     x = as_rows(x)
+    if not 1 <= dim <= min(x.shape):
+        raise ValueError(f"PCA to {dim} dimensions needs at least {dim} rows and {dim} features, got {x.shape}")
     pca = faiss.PCAMatrix(x.shape[1], dim, -0.5)  # eigen_power -0.5 = whitening
     pca.train(x)
     return pca.apply(x)

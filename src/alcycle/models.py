@@ -21,9 +21,13 @@ from alcycle.fileio import atomic_write_bytes
 
 
 class SmallCNN(nn.Module):
-    """Three conv blocks and global pooling: ~7.5M MACs per 28×28 image, trains in seconds on a CPU."""
+    """Three conv blocks, a 3×3 pooled map and one linear layer: ~8M MACs per 28×28 image.
 
-    def __init__(self, in_channels: int, width: int = 32) -> None:
+    Pooling to 3×3 rather than 1×1 keeps where strokes are, which matters for digits and
+    for clustering the features (DeepCluster, label propagation).
+    """
+
+    def __init__(self, in_channels: int, width: int = 32, out_dim: int = 128) -> None:
         super().__init__()
 
         def block(cin: int, cout: int) -> nn.Sequential:
@@ -35,10 +39,12 @@ class SmallCNN(nn.Module):
             block(width, 2 * width),
             nn.MaxPool2d(2),
             block(2 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1),
+            nn.AdaptiveAvgPool2d(3),
             nn.Flatten(),
+            nn.Linear(4 * width * 9, out_dim),
+            nn.ReLU(),
         )
-        self.out_dim = 4 * width
+        self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

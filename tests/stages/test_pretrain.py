@@ -40,7 +40,7 @@ def test_default_cluster_count_is_five_per_class(params, monkeypatch):
     seen = []
     real = pretrain.kmeans
     monkeypatch.setattr(pretrain, "kmeans", lambda x, k, n, s: seen.append(k) or real(x, k, n, s))
-    pretrain.deepcluster(toy_digits(n=60)[0], with_pretrain(params, method="deepcluster", epochs=1, clusters=0))
+    pretrain.deepcluster(toy_digits(n=60)[0], with_pretrain(params, method="deepcluster", epochs=1, clusters=0, pca=8))
     assert seen == [50]  # 10 classes
 
 
@@ -55,7 +55,7 @@ def test_stage_writes_weights_the_train_stage_starts_from(tmp_path, params):
     layout = Layout(tmp_path)
     layout.pixels.parent.mkdir(parents=True)
     np.save(layout.pixels, toy_digits(n=32)[0])
-    p = with_pretrain(params, method="deepcluster", epochs=1, clusters=3)
+    p = with_pretrain(params, method="deepcluster", epochs=1, clusters=3, pca=0)
     saved = pretrain.run(layout, p)
     model = initial_model(layout, dataclasses.replace(p, train=dataclasses.replace(p.train, init="pretrained")), 1)
     for name, tensor in model.backbone.state_dict().items():

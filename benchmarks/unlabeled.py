@@ -1,0 +1,100 @@
+"""Benchmark: what the unlabeled images buy on MNIST-5k (issue 3).
+
+Runs the real stage functions in-process (label-import, train, extract, evaluate) with
+an oracle answering random queries, for 3 seeds, and prints test accuracy at 20, 50,
+100 and 200 labels for: plain training, +pretraining (DeepCluster), +label propagation,
++both, +CEAL, and a linear classifier on frozen pretrained features.
+
+    python benchmarks/unlabeled.py [--seeds 0 1 2] [--budgets 20 50 100 200]
+
+Pretraining runs once (seed 0), as the pretrain stage does in a project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alcycle.layout import Layout
+from alcycle.params import Params, load_params
+from alcycle.pool import read_manifest, split_rows
+from alcycle.scaffold import MNIST_CLASSES, render_params
+from alcycle.stages import evaluate, extract, label_import, prepare, pretrain, train
+
+CONFIGS = {
+    "plain": {},
+    "+pretraining": {"init": "pretrained"},
+    "+label propagation": {"semi_supervised": "label_propagation"},
+    "+both": {"init": "pretrained", "semi_supervised": "label_propagation"},
+    "+CEAL": {"semi_supervised": "ceal"},
+    "frozen + linear": {"init": "pretrained", "freeze_backbone": True},
+}
+
+
+def base_project(folder: Path) -> tuple[Layout, Params]:
+    layout = Layout(folder)
+    folder.mkdir(parents=True)
+    layout.params.write_text(render_params("mnist", "", MNIST_CLASSES, 28, 1, 0))
+    params = load_params(layout.params)
+    prepare.run(layout, params)
+    params = dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, method="deepcluster"))
+    start = time.perf_counter()
+    pretrain.run(layout, params)
+    print(f"pretrain (DeepCluster, {params.pretrain.epochs} epochs): {time.perf_counter() - start:.0f} s", flush=True)
+    return layout, params
+
+
+def learning_curve(base: Layout, params: Params, budgets: list[int], folder: Path) -> list[float]:
+    """Oracle-labelled random batches up to each budget; test accuracy after each."""
+    layout = Layout(folder)
+    for path in (base.prepared, base.truth.parent, base.pretrained):
+        (folder / path.relative_to(base.root)).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path.relative_to(base.root)).symlink_to(path.resolve())
+    manifest = read_manifest(base.manifest)
+    truth = pd.read_csv(base.truth, dtype=str).set_index("id")["label"]
+    order = np.random.default_rng(params.seed).permutation(manifest["id"].to_numpy()[split_rows(manifest, "pool")])
+    curve, done = [], 0
+    for cycle, budget in enumerate(budgets, start=1):
+        ids = order[done:budget]
+        batch = pd.DataFrame({"id": ids, "label": truth.loc[ids].to_numpy()})
+        layout.annotations.mkdir(parents=True, exist_ok=True)
+        batch.to_csv(layout.annotations / f"batch-{cycle:04d}.csv", index=False)
+        done = budget
+        for stage in (label_import, train, extract):
+            stage.run(layout, params)
+        curve.append(evaluate.run(layout, params, log_to_mlflow=False)["test_accuracy"])
+    return curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budgets", type=int, nargs="+", default=[20, 50, 100, 200])
+    args = parser.parse_args()
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    start = time.perf_counter()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="alcycle-unlabeled-") as tmp:
+        base, params = base_project(Path(tmp) / "base")
+        for name, overrides in CONFIGS.items():
+            for seed in args.seeds:
+                trial = dataclasses.replace(params, seed=seed, train=dataclasses.replace(params.train, **overrides))
+                results[name, seed] = learning_curve(base, trial, args.budgets, Path(tmp) / f"{name}-{seed}")
+                print(f"{name:20s} seed {seed}: " + "  ".join(f"{a:.4f}" for a in results[name, seed]), flush=True)
+    print(f"\nMNIST-5k, random selection, test accuracy (mean ± std over seeds {args.seeds})")
+    print(f"{'configuration':20s}" + "".join(f"{b:>16d}" for b in args.budgets))
+    for name in CONFIGS:
+        curves = np.array([results[name, seed] for seed in args.seeds])
+        print(f"{name:20s}" + "".join(f"{m:>10.4f} ± {s:.3f}" for m, s in zip(curves.mean(0), curves.std(0))))
+    print(f"wall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
