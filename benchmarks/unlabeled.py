@@ -5,7 +5,7 @@ an oracle answering random queries, for 3 seeds, and prints test accuracy at 20,
 100 and 200 labels for: plain training, +pretraining (DeepCluster), +label propagation,
 +both, +CEAL, and a linear classifier on frozen pretrained features.
 
-    python benchmarks/unlabeled.py [--seeds 0 1 2] [--budgets 20 50 100 200]
+    python benchmarks/unlabeled.py [--seeds 0 1 2] [--budgets 20 50 100 200] [--configs plain +both ...]
 
 Pretraining runs once (seed 0), as the pretrain stage does in a project.
 """
@@ -77,20 +77,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budgets", type=int, nargs="+", default=[20, 50, 100, 200])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     start = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory(prefix="alcycle-unlabeled-") as tmp:
         base, params = base_project(Path(tmp) / "base")
-        for name, overrides in CONFIGS.items():
+        for name in args.configs:
+            overrides = CONFIGS[name]
             for seed in args.seeds:
                 trial = dataclasses.replace(params, seed=seed, train=dataclasses.replace(params.train, **overrides))
                 results[name, seed] = learning_curve(base, trial, args.budgets, Path(tmp) / f"{name}-{seed}")
                 print(f"{name:20s} seed {seed}: " + "  ".join(f"{a:.4f}" for a in results[name, seed]), flush=True)
     print(f"\nMNIST-5k, random selection, test accuracy (mean ± std over seeds {args.seeds})")
     print(f"{'configuration':20s}" + "".join(f"{b:>16d}" for b in args.budgets))
-    for name in CONFIGS:
+    for name in args.configs:
         curves = np.array([results[name, seed] for seed in args.seeds])
         print(f"{name:20s}" + "".join(f"{m:>10.4f} ± {s:.3f}" for m, s in zip(curves.mean(0), curves.std(0))))
     print(f"wall time {time.perf_counter() - start:.0f} s")

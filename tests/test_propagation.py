@@ -5,7 +5,6 @@ import pytest
 import scipy.sparse
 import scipy.sparse.linalg
 
-from alcycle import faiss_ops
 from alcycle.propagation import affinity, block_cg, propagate
 
 ALPHA = 0.99

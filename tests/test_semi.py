@@ -78,3 +78,46 @@ def test_pseudo_labels_change_training(params):
         results.append(predict(model, pixels, 30)[0])
     # pseudo-labels all of class 0 with weight 1 pull predictions towards class 0
     assert results[1][:, 0].mean() > results[0][:, 0].mean()
+
+
+def test_frozen_backbone_trains_only_the_head(params):
+    pixels, targets = toy_digits(n=20)
+    frozen = dataclasses.replace(params, train=dataclasses.replace(params.train, steps=5, freeze_backbone=True))
+    torch.manual_seed(0)
+    model = build_classifier(frozen, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, pixels, targets, frozen)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"head.weight", "head.bias"}  # batch-norm statistics stay frozen too
+
+
+@pytest.mark.parametrize("mode, cycle, check", [
+    ("none", 1, lambda labeller: labeller is None),
+    ("ceal", 3, lambda labeller: labeller(np.array([[0.97, 0.03]]), None, np.array([-1])).count == 0),
+    ("ceal", 1, lambda labeller: labeller(np.array([[0.97, 0.03]]), None, np.array([-1])).count == 1),
+])
+def test_semi_supervised_choice_reaches_training(params, mode, cycle, check):
+    from alcycle.stages.train import pseudo_labeller
+
+    # entropy of (0.97, 0.03) is 0.135 nats: under delta 0.15 at cycle 1, over 0.15 - 2 × 0.01 at cycle 3
+    p = dataclasses.replace(params, train=dataclasses.replace(
+        params.train, semi_supervised=mode, ceal=CealParams(delta=0.15, decay=0.01, every=1)))
+    assert check(pseudo_labeller(p, cycle))
+
+
+def test_pretrain_batch_size_and_lr_reach_the_trainer(params, monkeypatch):
+    import alcycle.stages.pretrain as pretrain
+
+    seen = []
+    real_fit = pretrain.pl.Trainer.fit
+
+    def spy(trainer, model, train_dataloaders):
+        seen.append((train_dataloaders["labeled"].batch_size, model.hparams.lr))
+        return real_fit(trainer, model, train_dataloaders=train_dataloaders)
+
+    monkeypatch.setattr(pretrain.pl.Trainer, "fit", spy)
+    p = dataclasses.replace(params, pretrain=dataclasses.replace(
+        params.pretrain, method="deepcluster", epochs=1, clusters=3, pca=0, batch_size=7, lr=0.02))
+    pretrain.deepcluster(toy_digits(n=21)[0], p)
+    assert seen == [(7, 0.02)]

@@ -105,11 +105,11 @@ class Classifier(pl.LightningModule):
         if freeze_backbone:
             self.backbone.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "Classifier":
-        super().train(mode)
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Lightning switches every submodule to training mode; frozen features must also
+        # keep their batch-norm statistics, so the backbone goes back to eval mode.
         if self.hparams.freeze_backbone:
-            self.backbone.eval()  # frozen features keep their batch-norm statistics too
-        return self
+            self.backbone.eval()
 
     @staticmethod
     def to_input(pixels: torch.Tensor) -> torch.Tensor:
