@@ -36,7 +36,7 @@ def test_the_shipped_params_load():
         ("  on_conflict: refuse", "  on_conflict: merge", "choose one of: refuse, relabel"),
         ("  budget: 20", "  budget: 0", "'select.budget' is 0; it must be at least 1"),
         ("  strategy: entropy", "  strategy: entrpy",
-         "'select.strategy' is 'entrpy'; choose one of: coreset, entropy, least_confidence, margin, random"),
+         "'select.strategy' is 'entrpy'; choose one of: badge, coreset, entropy, least_confidence, margin, random, typiclust"),
         ("  cold_start: random", "  cold_start: bald", "'select.cold_start' is 'bald'"),
         ("  test_fraction: 0.2", "  test_fraction: 1.5", "'prepare.test_fraction' is 1.5"),
         ("seed: 0 ", "seed: 0.5 ", "'seed' must be int, got 0.5"),

@@ -64,7 +64,7 @@ def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError) as error:
         get_strategy("entrpy")
     assert str(error.value) == (
-        "unknown strategy 'entrpy'; choose one of: coreset, entropy, least_confidence, margin, random"
+        "unknown strategy 'entrpy'; choose one of: badge, coreset, entropy, least_confidence, margin, random, typiclust"
     )
 
 

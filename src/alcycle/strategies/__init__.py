@@ -7,23 +7,29 @@
 | margin           | probs       | O(N·C log C)           |
 | least_confidence | probs       | O(N·C)                 |
 | coreset          | embeddings  | O(N·D·budget), O(N) memory |
+| badge            | probs, embeddings | O(N·(C+D)·budget), O(N) memory |
+| typiclust        | embeddings  | one k-means, then O(s²·D) per chosen cluster of size s |
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from alcycle.strategies.badge import badge
 from alcycle.strategies.base import Selection, SelectionContext, Strategy
 from alcycle.strategies.coreset import coreset
 from alcycle.strategies.random import random_strategy
+from alcycle.strategies.typiclust import typiclust
 from alcycle.strategies.uncertainty import entropy, least_confidence, margin
 
 STRATEGIES: dict[str, Strategy] = {
+    "badge": badge,
     "coreset": coreset,
     "entropy": entropy,
     "least_confidence": least_confidence,
     "margin": margin,
     "random": random_strategy,
+    "typiclust": typiclust,
 }
 
 
