@@ -1,9 +1,14 @@
 """k-center greedy against a brute-force reference that builds the full distance matrix."""
 
+import importlib
+
 import numpy as np
 import pytest
 
 from alcycle.strategies.coreset import k_center_greedy
+
+# The package re-exports the strategy function under the module's name, so fetch the module itself.
+coreset_module = importlib.import_module("alcycle.strategies.coreset")
 
 
 def brute_force_k_center(features: np.ndarray, centres: list[int], budget: int, first: int | None):
@@ -57,3 +62,48 @@ def test_duplicates_of_centres_are_still_picked_once_everything_else_is():
     picks, dists = k_center_greedy(features, np.array([0]), 2, np.random.default_rng(0))
     assert picks.tolist() == [2, 1]
     np.testing.assert_allclose(dists, [5.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize("row_block, centre_block", [(7, 3), (1, 1), (64, 5)])
+def test_blocked_start_up_distances_match_brute_force(monkeypatch, row_block, centre_block):
+    # Blocks small enough that rows and centres both span several, ragged last ones included.
+    monkeypatch.setattr(coreset_module, "ROW_BLOCK", row_block)
+    monkeypatch.setattr(coreset_module, "CENTRE_BLOCK", centre_block)
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(50, 6)).astype(np.float32)
+    centres = rng.choice(50, size=11, replace=False)
+    x = features.astype(np.float64)
+    nearest = np.linalg.norm(x[:, None, :] - x[None, centres, :], axis=2).min(axis=1) ** 2
+    nearest[centres] = -np.inf
+    sq_norms = np.einsum("ij,ij->i", features, features)
+    got = coreset_module._squared_distances_to(features, sq_norms, centres)
+    np.testing.assert_allclose(got, nearest, rtol=1e-4, atol=1e-4)
+
+    picks, dists = k_center_greedy(features, centres, 20, np.random.default_rng(0))
+    expected, gaps = brute_force_k_center(x, centres.tolist(), 20, first=None)
+    assert picks.tolist() == expected
+    np.testing.assert_allclose(dists, gaps, rtol=1e-4)
+
+
+@pytest.mark.parametrize("n_centres", [0, 4])
+def test_progress_bar_changes_nothing_but_stderr(capsys, n_centres):
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(80, 5)).astype(np.float32)
+    centres = rng.choice(80, size=n_centres, replace=False)
+    quiet = k_center_greedy(features, centres, 10, np.random.default_rng(2))
+    assert capsys.readouterr().err == ""
+    loud = k_center_greedy(features, centres, 10, np.random.default_rng(2), progress=True)
+    np.testing.assert_array_equal(loud[0], quiet[0])
+    np.testing.assert_array_equal(loud[1], quiet[1])
+    assert "k-center greedy" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("centres, budget, message", [
+    ([0, 1], 9, "budget must be in \\[0, 8\\]"),
+    ([0, 10], 2, "centres must be"),
+    ([-1], 2, "centres must be"),
+])
+def test_bad_arguments_are_named(centres, budget, message):
+    features = np.zeros((10, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=message):
+        k_center_greedy(features, np.array(centres), budget, np.random.default_rng(0))
