@@ -64,6 +64,15 @@ def test_mistakes_are_named(tmp_path, changes, message):
         campaign.cell_params(base_params(), Cell("random", "plain", 0))
 
 
+def test_a_campaign_made_before_the_labeling_tool_keys_still_loads(tmp_path):
+    campaign = load_campaign(write_campaign(tmp_path))
+    base = base_params()
+    del base["select"]["image_url_prefix"]
+    assert campaign.cell_params(base, Cell("random", "plain", 0)).select.image_url_prefix == "/data/local-files/?d="
+    base["select"]["image_url_prefix"] = "http://files.invalid/"
+    assert campaign.cell_params(base, Cell("random", "plain", 0)).select.image_url_prefix == "http://files.invalid/"
+
+
 def test_a_recipe_naming_no_strategy_fails_with_the_cell(tmp_path):
     recipes = {"strategies": {"nope": {}}, "options": {"plain": {}}}
     campaign = load_campaign(write_campaign(tmp_path, strategies=["nope"], options=["plain"], recipes=recipes))

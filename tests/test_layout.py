@@ -4,6 +4,7 @@ from pathlib import Path
 
 import yaml
 
+from alcycle.cycle import committed_paths
 from alcycle.layout import Layout
 from alcycle.scaffold import MNIST_CLASSES, render_dvc_yaml, render_params
 
@@ -35,7 +36,8 @@ def test_pipeline_paths_are_layout_paths():
     outs = set().union(*(paths(s.get("outs", []) + s.get("metrics", []) + s.get("plots", [])) for s in stages.values()))
     expected = {layout.prepared, layout.truth.parent, layout.labeled, layout.pretrained, layout.vit, layout.model,
                 layout.pseudo_labels, layout.extracted,
-                layout.metrics, layout.confusion, layout.mlflow_run, layout.queries}
+                layout.metrics, layout.confusion, layout.mlflow_run, layout.queries, layout.queries_labelstudio,
+                layout.queries_cvat, layout.labelstudio_config, layout.import_report}
     assert outs == {p.as_posix() for p in expected}
     assert layout.annotations.as_posix() in stages["label-import"]["deps"]
     assert layout.manifest.as_posix() in stages["train"]["deps"] and layout.pixels.as_posix() in stages["train"]["deps"]
@@ -47,3 +49,12 @@ def test_only_evaluate_reads_the_truth_and_pretraining_ignores_labels():
     assert readers == {"evaluate"}
     assert stages["pretrain"]["deps"][0] == "data/prepared/pixels.npy"
     assert not any("labeled" in d or "annotations" in d for d in stages["pretrain"]["deps"])
+
+
+def test_the_query_batch_files_are_committed_with_the_cycle_not_cached():
+    layout = Layout(Path("."))
+    batch = {layout.queries, layout.queries_labelstudio, layout.queries_cvat, layout.labelstudio_config}
+    select = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["select"]
+    outs = dict(next(iter(entry.items())) for entry in select["outs"])
+    assert outs == {p.as_posix(): {"cache": False} for p in batch}
+    assert batch <= set(committed_paths(layout))

@@ -1,5 +1,7 @@
 """The oracle answers the current queries from the ground truth, and only those."""
 
+import hashlib
+
 import pandas as pd
 import pytest
 
@@ -20,8 +22,9 @@ def setup(tmp_path, cycle: int = 0):
 def test_writes_the_next_batch_in_query_order(tmp_path):
     layout = setup(tmp_path)
     path = answer(layout)
-    assert path == layout.annotations / "batch-0001.csv"
-    assert path.read_text() == "id,label\nc,x\na,x\n"
+    content = b"id,label\nc,x\na,x\n"
+    assert path == layout.annotations / f"0001-{hashlib.sha256(content).hexdigest()[:16]}.csv"
+    assert path.read_bytes() == content
 
 
 def test_refuses_queries_made_before_the_last_batch(tmp_path):

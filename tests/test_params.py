@@ -48,6 +48,10 @@ def test_the_shipped_params_load():
          "'pretrain_vit.method' is 'dino'; choose one of: none, deepcluster, weights"),
         ("  test_fraction: 0.2", "  test_fraction: 1.5", "'prepare.test_fraction' is 1.5"),
         ("seed: 0 ", "seed: 0.5 ", "'seed' must be int, got 0.5"),
+        ('  image_url_prefix: "/data/local-files/?d="', '  image_url_prefix: ""',
+         "'select.image_url_prefix' is ''; use a prefix without spaces, such as '/data/local-files/?d='"),
+        ('  image_url_prefix: "/data/local-files/?d="', '  image_url_prefix: "/data/local files/?d="',
+         "'select.image_url_prefix' is '/data/local files/?d='"),
     ],
 )
 def test_mistakes_name_the_key(tmp_path, old, new, message):

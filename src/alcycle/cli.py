@@ -76,6 +76,42 @@ def oracle(layout: Layout) -> None:
     click.echo(f"wrote {answer(layout)}")
 
 
+@main.command(name="import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_obj
+@_clean_errors
+def import_command(layout: Layout, files: tuple[Path, ...]) -> None:
+    """Store annotation exports as new batches and rebuild the labeled pool.
+
+    Reads Label Studio (JSON, JSON-MIN, CSV) and CVAT (for images 1.1 XML, ImageNet 1.0)
+    exports and `id,label` CSV files, recognised by content. Each file is checked with
+    every stored batch before anything is written; the same file twice changes nothing.
+    """
+    from alcycle.annotations.importer import import_file
+
+    params = load_params(layout.params)
+    for path in files:
+        click.echo(import_file(layout, params, path).describe())
+
+
+@main.group()
+def label() -> None:
+    """Change the labeled pool by recorded commands."""
+
+
+@label.command(name="remove")
+@click.argument("ids", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why, recorded in the removal batch.")
+@click.pass_obj
+@_clean_errors
+def label_remove(layout: Layout, ids: tuple[str, ...], reason: str) -> None:
+    """Remove the labels of IDS, through a removal batch kept in the annotation folder."""
+    from alcycle.annotations.importer import remove_labels
+
+    result = remove_labels(layout, load_params(layout.params), list(ids), reason)
+    click.echo(f"removed {len(ids)} label(s); recorded as {result.stored}")
+
+
 @main.command()
 @click.pass_obj
 @_clean_errors
@@ -187,3 +223,16 @@ def init(directory: Path, images: Path | None, mnist: bool, classes: str | None,
     names = tuple(c.strip() for c in classes.split(",")) if classes else None
     init_project(directory, images=images, classes=names, subsample=subsample)
     click.echo(f"initialised an alcycle project in {directory}; next: cd {directory} && dvc repro")
+
+
+@main.command()
+@click.argument("rev_a")
+@click.argument("rev_b", required=False)
+@click.pass_obj
+@_clean_errors
+def review(layout: Layout, rev_a: str, rev_b: str | None) -> None:
+    """Markdown for a pull request: the labeled pool's changes from git revision REV_A to REV_B
+    (default: the working tree), by class, source and annotator, with every relabel and removal."""
+    from alcycle.review import review as summarise
+
+    click.echo(summarise(layout, rev_a, rev_b), nl=False)

@@ -41,7 +41,8 @@ def _git(root: Path, *args: str) -> str:
 def committed_paths(layout: Layout) -> list[Path]:
     """What a finished cycle changes and git keeps; everything else is DVC-cached or ignored."""
     return [layout.params, layout.root / "dvc.yaml", layout.root / "dvc.lock", layout.annotations,
-            layout.labeled, layout.queries, layout.metrics, layout.mlflow_run]
+            layout.labeled, layout.queries, layout.queries_labelstudio, layout.queries_cvat,
+            layout.labelstudio_config, layout.import_report, layout.metrics, layout.mlflow_run]
 
 
 def current_cycle(layout: Layout) -> int:

@@ -41,6 +41,16 @@ class Layout:
         return self.root / "data" / "annotations"
 
     @property
+    def import_lock(self) -> Path:
+        """Held while an import checks, stores and rebuilds; git-ignored."""
+        return self.root / "data" / ".import.lock"
+
+    @property
+    def import_report(self) -> Path:
+        """label-import's report: each batch's format, hash, matching and annotator disagreements."""
+        return self.root / "metrics" / "label_import.json"
+
+    @property
     def labeled(self) -> Path:
         """The labeled pool: git-tracked, sorted by id."""
         return self.root / "data" / "labeled.csv"
@@ -86,3 +96,18 @@ class Layout:
     def queries(self) -> Path:
         """The next batch to label: git-tracked."""
         return self.root / "data" / "queries.csv"
+
+    @property
+    def queries_labelstudio(self) -> Path:
+        """The next batch as Label Studio tasks, the model's guess as a pre-annotation: git-tracked."""
+        return self.root / "data" / "queries.labelstudio.json"
+
+    @property
+    def queries_cvat(self) -> Path:
+        """The next batch's image paths, one a line, to create a CVAT task from: git-tracked."""
+        return self.root / "data" / "queries.cvat.txt"
+
+    @property
+    def labelstudio_config(self) -> Path:
+        """Label Studio's labeling config for ``params.classes``, matching the tasks: git-tracked."""
+        return self.root / "data" / "labelstudio.xml"

@@ -10,17 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from alcycle.fileio import atomic_write_csv
+from alcycle.annotations.store import list_batches, store_new
 from alcycle.layout import Layout
-from alcycle.stages.label_import import list_batches
 
 
 class OracleError(RuntimeError):
     """The oracle cannot answer: stale queries or missing ground truth."""
-
-
-def next_batch_path(layout: Layout) -> Path:
-    return layout.annotations / f"batch-{len(list_batches(layout.annotations)) + 1:04d}.csv"
 
 
 def answer(layout: Layout) -> Path:
@@ -40,6 +35,4 @@ def answer(layout: Layout) -> Path:
     if unknown:
         raise OracleError(f"{layout.truth}: no ground truth for {len(unknown)} queried item(s), e.g. {unknown[0]}")
     batch = pd.DataFrame({"id": queries["id"], "label": truth.loc[queries["id"]].to_numpy()})
-    path = next_batch_path(layout)
-    atomic_write_csv(path, batch)
-    return path
+    return store_new(layout, batch.to_csv(index=False, lineterminator="\n").encode("utf-8"), ".csv")

@@ -33,6 +33,8 @@ class PrepareParams:
 @dataclass(frozen=True)
 class LabelImportParams:
     on_conflict: str  # refuse | relabel: what to do when a batch relabels an item
+    annotators: str = "majority"  # majority | latest | refuse: several annotators disagree on an item
+    choice_name: str = ""  # Label Studio Choices tag to read; "" = the only one in the export
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ class SelectParams:
     strategy: str  # query strategy once the labeled pool is non-empty
     cold_start: str  # strategy for cycle 0, when nothing is labeled yet
     budget: int  # items queried per cycle
+    image_url_prefix: str  # Label Studio tasks: an image's URL is this + its path from the project root
     vaal: VaalParams  # VAAL and SRAAL
     geal: GealParams
 
@@ -162,6 +165,9 @@ PRETRAIN_METHODS = ("none", "deepcluster", "weights")
 INITS = ("scratch", "pretrained")
 SEMI_SUPERVISED = ("none", "label_propagation", "ceal")
 CONFLICT_RULES = ("refuse", "relabel")
+# Label Studio serves a file under its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT at this URL + its relative path.
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
+ANNOTATOR_RULES = ("majority", "latest", "refuse")
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:
@@ -327,10 +333,19 @@ def _check(params: Params, source: Path) -> None:
         problems.append(f"'prepare.image_size' is {params.prepare.image_size}; use at least 8")
     if not 0.0 <= params.prepare.test_fraction < 1.0:
         problems.append(f"'prepare.test_fraction' is {params.prepare.test_fraction}; use 0 <= x < 1")
+    prefix = params.select.image_url_prefix
+    if not prefix or any(c.isspace() for c in prefix):
+        problems.append(f"'select.image_url_prefix' is {prefix!r}; use a prefix without spaces, such as "
+                        f"{LOCAL_FILES_PREFIX!r} (Label Studio's local files) or the URL the project is served at")
     if params.label_import.on_conflict not in CONFLICT_RULES:
         problems.append(
             f"'label_import.on_conflict' is {params.label_import.on_conflict!r}; "
             f"choose one of: {', '.join(CONFLICT_RULES)}"
+        )
+    if params.label_import.annotators not in ANNOTATOR_RULES:
+        problems.append(
+            f"'label_import.annotators' is {params.label_import.annotators!r}; "
+            f"choose one of: {', '.join(ANNOTATOR_RULES)}"
         )
     problems += _strategy_checks(params)
     problems += _selection_settings(params)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 MANIFEST_COLUMNS = ["id", "path", "split"]
-LABELED_COLUMNS = ["id", "label", "cycle", "source"]
+LABELED_COLUMNS = ["id", "label", "cycle", "source", "annotator"]
 SPLITS = ("pool", "test")
 
 
@@ -26,10 +26,15 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 
 def read_labeled(path: Path) -> pd.DataFrame:
-    """Read the labeled pool (id, label, cycle, source); an absent file is an empty pool."""
+    """Read the labeled pool (id, label, cycle, source, annotator); an absent file is an empty pool.
+
+    Pools written before annotators were recorded lack that column: it reads as "".
+    """
     if not Path(path).exists():
         return empty_labeled()
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(frame.columns) == LABELED_COLUMNS[:-1]:
+        frame["annotator"] = ""
     if list(frame.columns) != LABELED_COLUMNS:
         raise ValueError(f"{path}: columns {list(frame.columns)}; expected {LABELED_COLUMNS}")
     frame["cycle"] = frame["cycle"].astype(int)

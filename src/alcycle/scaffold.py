@@ -18,14 +18,17 @@ GITIGNORE = "/mlflow.db\n/mlartifacts/\n/mlruns/\n__pycache__/\n"
 # DVC appends its outputs to these files on the first run; writing them up front
 # keeps `git status` clean from the start.
 OUTPUT_IGNORES = {
-    "data/.gitignore": "/prepared\n/truth\n/extract\n",
+    # .import.lock: `alcycle import`'s lock; .*.tmp: atomic writes a crash left behind.
+    "data/.gitignore": "/prepared\n/truth\n/extract\n/.import.lock\n.*.tmp\n",
     "models/.gitignore": "/pretrained.pt\n/vit.pt\n/model.pt\n/pseudo_labels.csv\n",
     "metrics/.gitignore": "/confusion.csv\n",
 }
 ANNOTATIONS_README = """\
-Annotation batches, one CSV file per labelling round, imported in file-name order.
-Each file has the header `id,label` and one row per labelled item. Never edit or
-delete a batch that was imported: add a new one (see the README, "Bad input").
+Annotation batches, one file per labelling round, imported in file-name order.
+Add one with `alcycle import <export>`: a Label Studio (JSON, JSON-MIN, CSV) or CVAT
+(for images 1.1 XML, ImageNet 1.0) export, or a CSV with header `id,label`. Each is
+stored as it arrived, named by its number and content hash. Never edit or delete a
+batch: import a new one, or `alcycle label remove` (see the README, "Labeling tools").
 """
 
 
@@ -78,9 +81,11 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
         },
         "label-import": {
             "cmd": "alcycle label-import",
-            "deps": ["data/annotations", "data/prepared/manifest.csv"] + code("stages/label_import.py"),
+            "deps": ["data/annotations", "data/prepared/manifest.csv"]
+            + code("stages/label_import.py", "annotations"),
             "params": ["classes", "label_import"],
             "outs": [{"data/labeled.csv": {"cache": False}}],
+            "metrics": [{"metrics/label_import.json": {"cache": False}}],
         },
         "train": {
             "cmd": "alcycle train",
@@ -101,8 +106,8 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
         },
         "evaluate": {
             "cmd": "alcycle evaluate",
-            "deps": ["data/extract", "data/truth", "data/labeled.csv", "data/annotations",
-                     "data/prepared/manifest.csv", "models/model.pt", "models/pseudo_labels.csv"]
+            "deps": ["data/extract", "data/truth", "data/labeled.csv", "metrics/label_import.json",
+                     "data/annotations", "data/prepared/manifest.csv", "models/model.pt", "models/pseudo_labels.csv"]
             + code("stages/evaluate.py", "tracking.py"),
             "params": ["classes", "track"],
             "metrics": [{"metrics/evaluate.json": {"cache": False}}],
@@ -115,9 +120,12 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
             "cmd": "alcycle select",
             "deps": ["data/extract", "data/labeled.csv", "data/annotations", "data/prepared/manifest.csv",
                      "data/prepared/pixels.npy", "models/vit.pt"]
-            + code("stages/select.py", "strategies", "vit.py", "faiss_ops.py", "models.py"),
-            "params": ["seed", "select"],
-            "outs": [{"data/queries.csv": {"cache": False}}],
+            + code("stages/select.py", "strategies", "vit.py", "faiss_ops.py", "models.py", "labeling_tools.py"),
+            # classes: the labeling config and the model's guess in the Label Studio tasks name them.
+            "params": ["seed", "classes", "select"],
+            # The batch and its labeling-tool files are committed with the cycle, so none is cached.
+            "outs": [{path: {"cache": False}} for path in (
+                "data/queries.csv", "data/queries.labelstudio.json", "data/queries.cvat.txt", "data/labelstudio.xml")],
         },
     }
     return stages

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from alcycle.layout import Layout
 from alcycle.params import LabelImportParams
 from conftest import make_params
-from alcycle.stages.label_import import AnnotationError, import_labels, list_batches, read_batch, run
+from alcycle.stages.label_import import AnnotationError, fold, import_labels, list_batches, run
 
 CLASSES = ("cat", "dog")
 MANIFEST = pd.DataFrame(
@@ -32,40 +33,44 @@ def write(path: Path, data: bytes | str) -> Path:
     return path
 
 
-def project(tmp_path: Path, on_conflict: str = "refuse"):
+def project(tmp_path: Path, on_conflict: str = "refuse", annotators: str = "majority"):
     """A minimal project: params.yaml, the manifest, an empty annotations folder."""
     layout = Layout(root=tmp_path)
     params = make_params(tmp_path, classes=("cat", "dog"))
-    params = dataclasses.replace(params, label_import=LabelImportParams(on_conflict=on_conflict))
+    settings = LabelImportParams(on_conflict=on_conflict, annotators=annotators)
+    params = dataclasses.replace(params, label_import=settings)
     layout.manifest.parent.mkdir(parents=True)
     MANIFEST.to_csv(layout.manifest, index=False)
     layout.annotations.mkdir(parents=True)
     return layout, params
 
 
-def table(rows: list[tuple[str, str, int, str]]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["id", "label", "cycle", "source"])
+def table(rows: list[tuple]) -> pd.DataFrame:
+    """The expected pool; rows without an annotator get ""."""
+    rows = [row if len(row) == 5 else (*row, "") for row in rows]
+    frame = pd.DataFrame(rows, columns=["id", "label", "cycle", "source", "annotator"])
     frame["cycle"] = frame["cycle"].astype("int64")
     return frame
 
 
-def test_list_batches_sorts_csv_files_and_ignores_the_rest(tmp_path):
-    write(tmp_path / "batch-0002.csv", "id,label\n")
+def test_list_batches_takes_every_file_but_notes_and_hidden_files(tmp_path):
+    write(tmp_path / "batch-0002.json", "[]")
     write(tmp_path / "batch-0001.csv", "id,label\n")
     write(tmp_path / "README.md", "notes\n")
-    write(tmp_path / "notes.txt", "a,cat\n")
+    write(tmp_path / ".import.lock", "")
+    write(tmp_path / ".0003-abc.csv.x1.tmp", "id,label\n")
     write(tmp_path / "sub" / "batch-0000.csv", "id,label\n")
-    assert [p.name for p in list_batches(tmp_path)] == ["batch-0001.csv", "batch-0002.csv"]
+    assert [p.name for p in list_batches(tmp_path)] == ["batch-0001.csv", "batch-0002.json"]
     assert list_batches(tmp_path / "absent") == []
 
 
-def test_read_batch_trims_and_keeps_strings(tmp_path):
-    # BOM, CRLF, padding, quoting, an extra column, a blank line, and class names pandas would turn into NaN.
-    content = b'\xef\xbb\xbf label , id ,note\r\n NA , a ,x\r\n\r\n"None", "b","y, z"\r\n'
+def test_plain_csv_is_trimmed_and_keeps_strings(tmp_path):
+    # BOM, CRLF, padding, quoting, an extra column, a blank line, and values pandas would turn into NaN.
+    content = b'\xef\xbb\xbf label , id ,note\r\n cat , a ,x\r\n\r\n"dog", "b","y, z"\r\n'
     path = write(tmp_path / "b.csv", content)
-    batch = read_batch(path)
-    expected = pd.DataFrame({"id": ["a", "b"], "label": ["NA", "None"], "line": [2, 4]})
-    pd.testing.assert_frame_equal(batch, expected)
+    manifest = pd.DataFrame({"id": ["NA", "a", "b"], "path": ["x.png", "a.png", "b.png"], "split": "pool"})
+    result = import_labels([path], manifest, CLASSES)
+    pd.testing.assert_frame_equal(result, table([("a", "cat", 1, "b.csv"), ("b", "dog", 1, "b.csv")]))
 
 
 def test_two_batches_give_cycles_one_and_two_sorted_by_id(tmp_path):
@@ -84,7 +89,7 @@ def test_two_batches_give_cycles_one_and_two_sorted_by_id(tmp_path):
 
 def test_no_batches_give_an_empty_pool():
     result = import_labels([], MANIFEST, CLASSES, "refuse")
-    assert list(result.columns) == ["id", "label", "cycle", "source"]
+    assert list(result.columns) == ["id", "label", "cycle", "source", "annotator"]
     assert len(result) == 0
 
 
@@ -111,7 +116,7 @@ def test_refuse_policy_names_the_earlier_batch_and_the_fix(tmp_path):
         import_labels([first, second], MANIFEST, CLASSES, "refuse")
     message = str(caught.value)
     assert str(second) in message and "line 3" in message
-    assert "batch-0001.csv" in message and "'cat'" in message
+    assert "batch-0001.csv (line 2)" in message and "'cat'" in message
     assert "set label_import.on_conflict: relabel in params.yaml to accept relabels" in message
 
 
@@ -125,7 +130,7 @@ def test_run_writes_the_labeled_pool_file(tmp_path):
     write(layout.annotations / "batch-0001.csv", "id,label\nc,dog\na,cat\n")
     write(layout.annotations / "README.md", "how to label\n")
     result = run(layout, params)
-    expected = b"id,label,cycle,source\na,cat,1,batch-0001.csv\nc,dog,1,batch-0001.csv\n"
+    expected = b"id,label,cycle,source,annotator\na,cat,1,batch-0001.csv,\nc,dog,1,batch-0001.csv,\n"
     assert layout.labeled.read_bytes() == expected
     expected_table = table([("a", "cat", 1, "batch-0001.csv"), ("c", "dog", 1, "batch-0001.csv")])
     pd.testing.assert_frame_equal(result, expected_table)
@@ -134,7 +139,7 @@ def test_run_writes_the_labeled_pool_file(tmp_path):
 def test_run_with_no_batches_writes_a_header_only_pool(tmp_path):
     layout, params = project(tmp_path)
     run(layout, params)
-    assert layout.labeled.read_bytes() == b"id,label,cycle,source\n"
+    assert layout.labeled.read_bytes() == b"id,label,cycle,source,annotator\n"
 
 
 @pytest.mark.parametrize("on_conflict", ["refuse", "relabel"])
@@ -152,11 +157,11 @@ def test_run_follows_on_conflict_from_params(tmp_path, on_conflict):
 BAD_BATCHES = {
     "unknown id": (b"id,label\nb,dog\nzz,cat\n", 3, "must come from the manifest"),
     "test-split id": (b"id,label\nt,cat\n", 2, "test items must never be labeled"),
-    "unknown class": (b"id,label\nb,bird\n", 2, "expected one of: cat, dog"),
+    "unknown class": (b"id,label\nb,bird\n", 2, "expected exactly one of: cat, dog"),
     "conflicting duplicate": (b"id,label\nb,cat\nc,dog\nb,dog\n", 4, "line 2"),
     "header only": (b"id,label\n", 1, "has no rows"),
-    "empty file": (b"", 1, "has no rows"),
-    "missing label column": (b"id,class\nb,cat\n", 1, "expected header `id,label`"),
+    "empty file": (b"", 1, "is empty"),
+    "missing label column": (b"id,class\nb,cat\n", 1, "a CSV with header id,label"),
     "too few fields": (b"id,label\nb,cat\nc\n", 3, "expected 2"),
     "too many fields": (b"id,label\nb,cat,extra\n", 2, "expected 2"),
     "empty label": (b"id,label\nb,\n", 2, "empty id or label"),
@@ -183,3 +188,72 @@ def test_bad_batch_fails_loudly_and_leaves_the_pool_untouched(tmp_path, content,
     # no temporary file left behind next to the pool
     data_folder = sorted(p.name for p in layout.labeled.parent.iterdir())
     assert data_folder == ["annotations", "labeled.csv", "prepared"]
+
+
+VOTES = "id,label,annotator,time\n" \
+    "a,cat,ann,2026-01-01T10:00:00\na,dog,bob,2026-01-01T11:00:00\na,cat,cy,2026-01-01T09:00:00\n" \
+    "b,cat,ann,2026-01-01T10:00:00\nb,dog,bob,2026-01-01T12:00:00\n"
+
+
+@pytest.mark.parametrize("rule, expected", [
+    # majority: a is 2:1 for cat; b is a 1:1 tie, broken by the latest annotation (bob's dog)
+    ("majority", [("a", "cat", 1, "v.csv", "ann;cy"), ("b", "dog", 1, "v.csv", "bob")]),
+    # latest: the most recent annotation wins whatever the count
+    ("latest", [("a", "dog", 1, "v.csv", "bob"), ("b", "dog", 1, "v.csv", "bob")]),
+])
+def test_annotator_rules_pick_a_label_and_report_the_disagreement(tmp_path, rule, expected):
+    batch = write(tmp_path / "v.csv", VOTES)
+    settings = LabelImportParams(on_conflict="refuse", annotators=rule)
+    imported = fold([(batch, "v.csv")], MANIFEST, CLASSES, settings)
+    pd.testing.assert_frame_equal(imported.table, table(expected))
+    report = imported.report()
+    assert report["annotator_disagreements"] == 2 and report["newest_batch_disagreements"] == 2
+    first = report["batches"][0]["disagreements"][0]
+    assert first == {"batch": "v.csv", "id": "a", "votes": {"cat": ["ann", "cy"], "dog": ["bob"]},
+                     "chosen": expected[0][1], "rule": rule}
+
+
+def test_refuse_rule_names_the_item_and_the_votes(tmp_path):
+    batch = write(tmp_path / "v.csv", VOTES)
+    with pytest.raises(AnnotationError, match=r"line 2: annotators disagree on id 'a' \('cat' by ann, cy, 'dog' by bob\)"):
+        import_labels([batch], MANIFEST, CLASSES, annotators="refuse")
+
+
+def test_one_annotator_giving_two_labels_is_an_error_whatever_the_rule(tmp_path):
+    batch = write(tmp_path / "v.csv", "id,label,annotator\na,cat,ann\nb,dog,bob\na,dog,ann\n")
+    with pytest.raises(AnnotationError, match=r"line 4: id 'a' is labeled 'dog' but line 2 labeled it 'cat'"):
+        import_labels([batch], MANIFEST, CLASSES, annotators="majority")
+
+
+def test_a_tie_without_times_is_refused(tmp_path):
+    batch = write(tmp_path / "v.csv", "id,label,annotator\na,cat,ann\na,dog,bob\n")
+    with pytest.raises(AnnotationError, match="gives no annotation times"):
+        import_labels([batch], MANIFEST, CLASSES, annotators="majority")
+
+
+def test_a_removal_batch_is_the_only_way_a_label_leaves(tmp_path):
+    first = write(tmp_path / "0001.csv", "id,label\na,cat\nb,dog\n")
+    removal = write(tmp_path / "0002.csv", "id,removed_because,time\na,blurry image,2026-01-01T00:00:00\n")
+    result = import_labels([first, removal], MANIFEST, CLASSES)
+    pd.testing.assert_frame_equal(result, table([("b", "dog", 1, "0001.csv")]))
+    with pytest.raises(AnnotationError, match="id 'c'.*only a labeled item can be removed"):
+        again = write(tmp_path / "0003.csv", "id,removed_because\nc,typo\n")
+        import_labels([first, again], MANIFEST, CLASSES)
+
+
+def test_stored_batches_must_keep_their_bytes_and_their_numbering(tmp_path):
+    layout, params = project(tmp_path)
+    content = b"id,label\na,cat\n"
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    stored = write(layout.annotations / f"0001-{digest}.csv", content)
+    assert run(layout, params)["id"].tolist() == ["a"]
+    before = layout.labeled.read_bytes()
+    stored.write_bytes(b"id,label\na,dog\n")
+    with pytest.raises(AnnotationError, match=r"0001-.*content changed since it was imported"):
+        run(layout, params)
+    stored.write_bytes(content)
+    later = b"id,label\nb,dog\n"
+    write(layout.annotations / f"0003-{hashlib.sha256(later).hexdigest()[:16]}.csv", later)
+    with pytest.raises(AnnotationError, match="batch 0002 is missing before it"):
+        run(layout, params)
+    assert layout.labeled.read_bytes() == before

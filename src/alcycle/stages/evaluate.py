@@ -70,6 +70,10 @@ def run(layout: Layout, params: Params, log_to_mlflow: bool = True) -> dict[str,
     if params.train.semi_supervised != "none":
         pseudo = pd.read_csv(layout.pseudo_labels, dtype={"id": str, "label": str}, keep_default_na=False)
         metrics.update(pseudo_label_scores(pseudo, truth))
+    if layout.import_report.exists():
+        # The newest batch's annotator disagreements, so MLflow shows each cycle's count.
+        report = json.loads(layout.import_report.read_text(encoding="utf-8"))
+        metrics["annotator_disagreements"] = report["newest_batch_disagreements"]
     cycle = len(list_batches(layout.annotations))
     summary = {"cycle": cycle, "n_labels": len(labeled), **metrics}
     atomic_write_text(layout.metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -101,7 +105,7 @@ def _track(layout: Layout, params: Params, labeled: pd.DataFrame, metrics: dict[
         },
         model=model,
         model_input=np.array(np.load(layout.pixels, mmap_mode="r")[:2]),
-        artifacts=[layout.metrics, layout.labeled],
+        artifacts=[layout.metrics, layout.labeled] + [p for p in [layout.import_report] if p.exists()],
     )
     uri = tracking.resolve_tracking_uri(params.track.tracking_uri, layout.root)
     run_id, logged = tracking.log_cycle(record, uri, params.track.experiment, layout.root)

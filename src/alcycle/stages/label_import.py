@@ -2,33 +2,41 @@
 
 The stage is a pure function of the annotation folder (git-tracked, append-only) and the
 pool manifest, so ``dvc repro`` rebuilds ``data/labeled.csv`` identically from a fresh
-clone. Batch ``k`` (1-based, in file-name order) gives its labels ``cycle == k``.
+clone. Batch ``k`` (1-based, in file-name order) gives its labels ``cycle == k``. A batch
+may be any export ``alcycle.annotations.formats`` reads (recognised by content); items
+are matched by alcycle's id where the file carries it, else by image file name.
 
-Any bad input raises :class:`AnnotationError` before anything is written, so the labeled
-pool on disk stays as it was.
+Within one batch, several annotators of one item are resolved by
+``label_import.annotators``; across batches, a changed label follows
+``label_import.on_conflict``. A label leaves the pool only through a removal batch
+(``alcycle label remove``). Any bad input raises :class:`AnnotationError` before anything
+is written, so the labeled pool on disk stays as it was.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-from dataclasses import dataclass
+import dataclasses
+import json
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
-from alcycle.fileio import atomic_write_csv
+from alcycle.annotations.formats import read_annotations
+from alcycle.annotations.matching import ItemMatcher
+from alcycle.annotations.records import FORMULA_STARTS, Annotation, AnnotationError, annotation_error
+from alcycle.annotations.store import list_batches, verify_stored
+from alcycle.fileio import atomic_write_csv, atomic_write_text, file_digest
 from alcycle.layout import Layout
-from alcycle.params import CONFLICT_RULES, Params
+from alcycle.params import ANNOTATOR_RULES, CONFLICT_RULES, LabelImportParams, Params
 from alcycle.pool import LABELED_COLUMNS, empty_labeled, read_manifest
 
-HEADER = ("id", "label")
+__all__ = ["AnnotationError", "Imported", "fold", "import_labels", "list_batches", "run", "write"]
+
 RELABEL_PREFIX = "relabel:"
-
-
-class AnnotationError(ValueError):
-    """An annotation batch is unusable; the message names the file, the line and what was expected."""
+MATCHED_BY = {"id": "alcycle id", "file": "image file name"}
 
 
 @dataclass(frozen=True)
@@ -38,164 +46,240 @@ class _Label:
     label: str
     cycle: int
     source: str  # what labeled.csv records: the batch file name, or "relabel:<name>"
-    path: Path  # the batch file that gave it, for error messages
-    line: int
+    annotator: str  # the annotators who gave this label, ";"-joined; "" when unknown
+    batch: str  # the batch's name, and where in it, for error messages
+    where: str
 
 
-def _error(path: Path, line: int, what: str) -> AnnotationError:
-    return AnnotationError(f"{path}, line {line}: {what}")
+@dataclass
+class BatchReport:
+    """What one batch contributed; ``metrics/label_import.json`` lists one per batch."""
+
+    batch: str
+    cycle: int
+    format: str
+    sha256: str
+    matched_by: list[str] = field(default_factory=list)
+    annotations: int = 0
+    cancelled: int = 0
+    labeled: int = 0
+    removed: int = 0
+    disagreements: list[dict] = field(default_factory=list)
 
 
-def list_batches(folder: Path) -> list[Path]:
-    """The annotation batches: ``*.csv`` files directly in ``folder``, sorted by file name.
+@dataclass(frozen=True)
+class Imported:
+    table: pd.DataFrame  # the labeled pool: LABELED_COLUMNS, sorted by id
+    batches: list[BatchReport]
 
-    Other files (README.md, notes) are ignored. An absent folder means no batches yet:
-    git does not track empty folders, so a fresh clone before the first batch has none.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix == ".csv"), key=lambda p: p.name)
+    def report(self) -> dict:
+        disagreements = [d for b in self.batches for d in b.disagreements]
+        newest = self.batches[-1].disagreements if self.batches else []
+        return {
+            "labeled": len(self.table),
+            "annotator_disagreements": len(disagreements),
+            "newest_batch_disagreements": len(newest),
+            "batches": [asdict(b) for b in self.batches],
+        }
 
 
-def _decode(path: Path) -> str:
-    """The file's text as UTF-8 (an optional BOM is dropped); other bytes are an error."""
-    data = Path(path).read_bytes()
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
+def _fold_case(text: str) -> str:
+    return "".join(text.split()).casefold()
+
+
+def _check_class(path: Path, record: Annotation, classes: tuple[str, ...]) -> None:
+    label = record.label
+    if label in classes:
+        return
+    near = [c for c in classes if _fold_case(c) == _fold_case(label)]
+    if near:
+        what = f"class {label!r} differs from {near[0]!r} only by case or whitespace"
+    elif label.startswith(FORMULA_STARTS):
+        what = f"class {label!r} looks like a spreadsheet formula"
+    else:
+        what = f"class {label!r} is unknown"
+    raise annotation_error(path, record.where, f"{what}; expected exactly one of: {', '.join(classes)}")
+
+
+def _when(path: Path, record: Annotation) -> datetime:
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        what = f"byte 0x{data[exc.start]:02x} is not valid UTF-8; expected a UTF-8 text file"
-        raise _error(path, line, what) from exc
+        return datetime.fromisoformat(record.when)
+    except ValueError:
+        what = f"annotation time {record.when!r} is not an ISO 8601 time; the 'latest' rule needs one"
+        raise annotation_error(path, record.where, what) from None
 
 
-def _records(path: Path, text: str) -> list[tuple[int, list[str]]]:
-    """Non-blank CSV records as (first line number, trimmed cells)."""
-    # strict=True turns stray quotes into an error instead of a silently merged field.
-    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
-    records, last_line = [], 0
-    try:
-        for row in reader:
-            start, last_line = last_line + 1, reader.line_num
-            cells = [cell.strip() for cell in row]
-            if any(cells):
-                records.append((start, cells))
-    except csv.Error as exc:
-        raise _error(path, reader.line_num, f"malformed CSV ({exc}); expected plain `id,label` rows") from exc
-    return records
+def _vote(path: Path, item: str, by_annotator: dict[str, Annotation], record: Annotation) -> None:
+    """Record one annotator's label for ``item``: once per annotator, so memory grows with
+    items and annotators, not with the size of the file."""
+    earlier = by_annotator.get(record.annotator)
+    if earlier is None:
+        by_annotator[record.annotator] = record
+    elif earlier.label != record.label:
+        who = f"annotator {record.annotator!r}" if record.annotator else "the batch"
+        what = (
+            f"id {item!r} is labeled {record.label!r} but {earlier.where} labeled it {earlier.label!r}; "
+            f"expected one label per id from {who}"
+        )
+        raise annotation_error(path, record.where, what)
 
 
-def read_batch(path: Path) -> pd.DataFrame:
-    """Read one annotation batch: a CSV with header ``id,label`` (extra columns ignored).
-
-    Returns columns ``id``, ``label`` (str, trimmed) and ``line`` (int, 1-based line of the
-    row in the file; the header is line 1), one row per data row, in file order.
-    """
-    path = Path(path)
-    records = _records(path, _decode(path))
-    if not records:
-        raise _error(path, 1, "has no rows; expected a header `id,label` and at least one row")
-    header_line, header = records[0]
-    if any(header.count(name) != 1 for name in HEADER):
-        raise _error(path, header_line, f"header is {','.join(header)!r}; expected header `id,label`")
-    if len(records) == 1:
-        raise _error(path, header_line, "has no rows after the header; expected at least one `id,label` row")
-    id_col, label_col = header.index("id"), header.index("label")
-    ids, labels, lines = [], [], []
-    for line, cells in records[1:]:
-        if len(cells) != len(header):
-            raise _error(path, line, f"has {len(cells)} field(s); expected {len(header)} like the header")
-        if not cells[id_col] or not cells[label_col]:
-            raise _error(path, line, "has an empty id or label; expected a non-empty `id,label`")
-        ids.append(cells[id_col])
-        labels.append(cells[label_col])
-        lines.append(line)
-    return pd.DataFrame({"id": ids, "label": labels, "line": pd.Series(lines, dtype="int64")})
-
-
-def _check_row(
-    path: Path, line: int, item: str, label: str, splits: dict[str, str], classes: tuple[str, ...]
-) -> None:
-    """One row against the manifest and the class list."""
-    if item not in splits:
-        raise _error(path, line, f"id {item!r} is not in the pool manifest; ids must come from the manifest")
-    if splits[item] == "test":
-        what = f"id {item!r} is in the test split; test items must never be labeled for training"
-        raise _error(path, line, what)
-    if label not in classes:
-        raise _error(path, line, f"class {label!r} is unknown; expected one of: {', '.join(classes)}")
+def _decide(path: Path, item: str, by_annotator: dict[str, Annotation], rule: str) -> tuple[str, str, dict | None]:
+    """One label for ``item`` from its annotators' votes in one batch: (label, annotators, disagreement)."""
+    votes: dict[str, list[str]] = defaultdict(list)
+    for annotator, record in by_annotator.items():
+        votes[record.label].append(annotator)
+    if len(votes) == 1:
+        label = next(iter(votes))
+        return label, ";".join(sorted(a for a in votes[label] if a)), None
+    ballot = ", ".join(f"{label!r} by {', '.join(sorted(who)) or 'anonymous'}" for label, who in sorted(votes.items()))
+    first = next(iter(by_annotator.values()))
+    if rule == "refuse":
+        what = (
+            f"annotators disagree on id {item!r} ({ballot}); set label_import.annotators: "
+            "majority or latest in params.yaml to resolve disagreements"
+        )
+        raise annotation_error(path, first.where, what)
+    counts = Counter({label: len(who) for label, who in votes.items()})
+    top = max(counts.values())
+    candidates = [label for label, n in counts.items() if rule == "latest" or n == top]
+    if len(candidates) == 1:
+        label = candidates[0]
+    else:  # "latest", or a majority tie: the most recent annotation among the candidates decides
+        timed = [r for r in by_annotator.values() if r.label in candidates]
+        if any(not r.when for r in timed):
+            what = (
+                f"annotators disagree on id {item!r} ({ballot}) and the export gives no annotation times "
+                f"to pick the latest; expected times, or label_import.annotators: refuse"
+            )
+            raise annotation_error(path, first.where, what)
+        label = max(timed, key=lambda r: _when(path, r)).label
+    disagreement = {"id": item, "votes": {lab: sorted(who) for lab, who in sorted(votes.items())}, "chosen": label}
+    return label, ";".join(sorted(a for a in votes[label] if a)), disagreement
 
 
-def _check_duplicates(path: Path, batch: pd.DataFrame) -> pd.DataFrame:
-    """Drop repeated rows for an id within a batch; a repeat with another label is an error."""
-    first: dict[str, tuple[str, int]] = {}
-    for item, label, line in batch[["id", "label", "line"]].itertuples(index=False):
-        if item in first and first[item][0] != label:
-            old_label, old_line = first[item]
-            what = f"id {item!r} is labeled {label!r} but line {old_line} labeled it {old_label!r}"
-            raise _error(path, line, f"{what}; expected one label per id in a batch")
-        first.setdefault(item, (label, line))
-    return batch.drop_duplicates("id", keep="first")
+def _read_batch(
+    path: Path, name: str, cycle: int, matcher: ItemMatcher, splits: dict[str, str],
+    classes: tuple[str, ...], settings: LabelImportParams,
+) -> tuple[dict[str, _Label | None], BatchReport]:
+    """One batch's decisions: item -> its new label, or None for a removal."""
+    fmt, records = read_annotations(path, settings.choice_name or None)
+    report = BatchReport(batch=name, cycle=cycle, format=fmt, sha256=file_digest(path))
+    labels: dict[str, dict[str, Annotation]] = defaultdict(dict)
+    removals: dict[str, Annotation] = {}
+    matched_by: set[str] = set()
+    for record in records:
+        report.annotations += 1
+        if record.cancelled:
+            report.cancelled += 1
+            continue
+        item = matcher.item_of(path, record)
+        matched_by.add(MATCHED_BY[record.by])
+        if splits[item] == "test":
+            what = f"id {item!r} is in the test split; test items must never be labeled for training"
+            raise annotation_error(path, record.where, what)
+        if record.removed:
+            removals[item] = record
+            continue
+        _check_class(path, record, classes)
+        _vote(path, item, labels[item], record)
+    if not labels and not removals:
+        what = (
+            f"every one of its {report.cancelled} annotation(s) is cancelled; nothing to import"
+            if report.cancelled
+            else "has no annotations; expected at least one labeled item"
+        )
+        raise annotation_error(path, "whole file", what)
+    report.matched_by = sorted(matched_by)
+    decisions: dict[str, _Label | None] = {}
+    for item, by_annotator in labels.items():
+        label, annotators, disagreement = _decide(path, item, by_annotator, settings.annotators)
+        if disagreement is not None:
+            report.disagreements.append({"batch": name, **disagreement, "rule": settings.annotators})
+        decisions[item] = _Label(label, cycle, name, annotators, name, next(iter(by_annotator.values())).where)
+    report.labeled = len(decisions)
+    for item, record in removals.items():
+        if item in decisions:
+            raise annotation_error(path, record.where, f"id {item!r} is both labeled and removed in one batch")
+        decisions[item] = None
+    report.removed = len(removals)
+    return decisions, report
 
 
-def _merge(state: dict[str, _Label], new: _Label, item: str, on_conflict: str) -> None:
-    """Apply one new label to the pool state, following the relabel policy."""
+def _apply(state: dict[str, _Label], item: str, new: _Label | None, path: Path, on_conflict: str) -> None:
+    """Apply one batch's decision for ``item`` to the pool state, following the relabel policy."""
     old = state.get(item)
-    if old is None:
+    if new is None:
+        if old is None:
+            raise annotation_error(path, f"id {item!r}", "is not labeled; only a labeled item can be removed")
+        del state[item]
+    elif old is None:
         state[item] = new
     elif old.label == new.label:
         return  # the same label again: keep the earliest cycle and source
     elif on_conflict == "relabel":
-        state[item] = _Label(new.label, new.cycle, RELABEL_PREFIX + new.path.name, new.path, new.line)
+        state[item] = dataclasses.replace(new, source=RELABEL_PREFIX + new.source)
     else:
         what = (
-            f"id {item!r} is labeled {new.label!r} but {old.path.name} (line {old.line}) labeled it "
-            f"{old.label!r}; set label_import.on_conflict: relabel in params.yaml to accept relabels"
+            f"id {item!r} is labeled {new.label!r} but {old.batch} ({old.where}) labeled it {old.label!r}; "
+            "set label_import.on_conflict: relabel in params.yaml to accept relabels"
         )
-        raise _error(new.path, new.line, what)
+        raise annotation_error(path, new.where, what)
+
+
+def fold(
+    batches: list[tuple[Path, str]], manifest: pd.DataFrame, classes: tuple[str, ...], settings: LabelImportParams
+) -> Imported:
+    """Fold the batches, in the order given, into the labeled pool.
+
+    ``batches`` pairs each file with the name the pool records as its ``source`` (its
+    name in the annotation folder). ``manifest`` needs columns ``id``, ``path``, ``split``.
+    """
+    if settings.on_conflict not in CONFLICT_RULES:
+        raise ValueError(f"unknown on_conflict {settings.on_conflict!r}; choose one of: {', '.join(CONFLICT_RULES)}")
+    if settings.annotators not in ANNOTATOR_RULES:
+        raise ValueError(f"unknown annotators rule {settings.annotators!r}; choose one of: {', '.join(ANNOTATOR_RULES)}")
+    matcher = ItemMatcher(manifest)
+    splits = dict(zip(manifest["id"], manifest["split"]))
+    state: dict[str, _Label] = {}
+    reports = []
+    for cycle, (path, name) in enumerate(batches, start=1):
+        decisions, report = _read_batch(Path(path), name, cycle, matcher, splits, classes, settings)
+        for item, decision in decisions.items():
+            _apply(state, item, decision, Path(path), settings.on_conflict)
+        reports.append(report)
+    if not state:
+        return Imported(empty_labeled(), reports)
+    rows = [(item, lab.label, lab.cycle, lab.source, lab.annotator) for item, lab in state.items()]
+    table = pd.DataFrame(rows, columns=LABELED_COLUMNS)
+    table["cycle"] = table["cycle"].astype("int64")
+    return Imported(table.sort_values("id", kind="stable").reset_index(drop=True), reports)
 
 
 def import_labels(
-    batches: list[Path], manifest: pd.DataFrame, classes: tuple[str, ...], on_conflict: str
+    batches: list[Path], manifest: pd.DataFrame, classes: tuple[str, ...],
+    on_conflict: str = "refuse", annotators: str = "majority", choice_name: str = "",
 ) -> pd.DataFrame:
-    """Fold the batches, in the order given, into the labeled pool.
+    """The labeled pool from ``batches`` (each recorded under its file name)."""
+    settings = LabelImportParams(on_conflict=on_conflict, annotators=annotators, choice_name=choice_name)
+    return fold([(Path(p), Path(p).name) for p in batches], manifest, classes, settings).table
 
-    Batch ``k`` of ``batches`` (1-based) labels with ``cycle == k`` and ``source`` its file
-    name. ``manifest`` needs columns ``id`` and ``split``. Returns columns
-    ``id, label, cycle (int), source``, one row per labeled item, sorted by id.
-    """
-    if on_conflict not in CONFLICT_RULES:
-        raise ValueError(f"unknown on_conflict {on_conflict!r}; choose one of: {', '.join(CONFLICT_RULES)}")
-    splits = dict(zip(manifest["id"], manifest["split"]))
-    state: dict[str, _Label] = {}
-    for cycle, path in enumerate(batches, start=1):
-        path = Path(path)
-        batch = read_batch(path)
-        for item, label, line in batch[["id", "label", "line"]].itertuples(index=False):
-            _check_row(path, line, item, label, splits, classes)
-        for item, label, line in _check_duplicates(path, batch).itertuples(index=False):
-            _merge(state, _Label(label, cycle, path.name, path, int(line)), item, on_conflict)
-    if not state:
-        return empty_labeled()
-    table = pd.DataFrame(
-        [(item, lab.label, lab.cycle, lab.source) for item, lab in state.items()], columns=LABELED_COLUMNS
-    )
-    table["cycle"] = table["cycle"].astype("int64")
-    return table.sort_values("id", kind="stable").reset_index(drop=True)
+
+def write(layout: Layout, imported: Imported) -> None:
+    """Replace the labeled pool, then the report; each file atomically (old or new, never a mix)."""
+    atomic_write_csv(layout.labeled, imported.table)
+    atomic_write_text(layout.import_report, json.dumps(imported.report(), indent=2) + "\n")
 
 
 def run(layout: Layout, params: Params) -> pd.DataFrame:
     """Rebuild ``layout.labeled`` from every batch in ``layout.annotations``; return the table.
 
-    The file is replaced atomically and only after every batch has been checked.
+    The files are replaced only after every batch has been checked.
     """
-    table = import_labels(
-        list_batches(layout.annotations),
-        read_manifest(layout.manifest),
-        params.classes,
-        params.label_import.on_conflict,
+    batches = list_batches(layout.annotations)
+    verify_stored(batches)
+    imported = fold(
+        [(p, p.name) for p in batches], read_manifest(layout.manifest), params.classes, params.label_import
     )
-    atomic_write_csv(layout.labeled, table)
-    return table
+    write(layout, imported)
+    return imported.table

@@ -2,7 +2,9 @@
 
 The strategy's registry entry says which inputs it reads; this stage loads exactly
 those (extract's arrays, the images, GEAL's transformer, the strategy's settings)
-and never names a strategy.
+and never names a strategy. Beside ``queries.csv`` it writes the batch for labeling
+tools (``alcycle.labeling_tools``); once a label exists, that reads the class
+probabilities too, whatever the strategy, for the model's guess shown to the annotator.
 
 This module is ``alcycle.stages.select``; it is never run as a script, so it cannot
 shadow the standard library's ``select``.
@@ -15,10 +17,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from alcycle.fileio import atomic_write_csv
+from alcycle import labeling_tools
+from alcycle.fileio import atomic_write_csv, atomic_write_text
 from alcycle.layout import Layout
 from alcycle.params import Params
-from alcycle.pool import read_labeled, read_manifest, split_rows
+from alcycle.pool import read_labeled, read_manifest, rows_of, split_rows
 from alcycle.stages.label_import import list_batches
 from alcycle.strategies import SelectionContext, needs, select, settings_section
 
@@ -108,5 +111,27 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
         cycle,
         layout.prepared.relative_to(layout.root).as_posix(),
     )
+    # At cycle 0 the model has seen no label: its guess would only mislead the annotator.
+    predicted = predictions(layout, manifest, queries, params.classes) if len(labeled) else None
     atomic_write_csv(layout.queries, queries)
+    write_for_labeling_tools(layout, queries, predicted, params)
     return queries
+
+
+def predictions(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame,
+                classes: tuple[str, ...]) -> list[str]:
+    """The trained model's class for each queried item, from extract's probabilities."""
+    path = layout.extracted / "probs.npy"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; extract writes it every cycle (run `dvc repro`)")
+    probs = np.load(path, mmap_mode="r")
+    return labeling_tools.predicted_classes(probs[rows_of(manifest, queries["id"])], classes)
+
+
+def write_for_labeling_tools(layout: Layout, queries: pd.DataFrame, predicted: list[str] | None,
+                             params: Params) -> None:
+    """Label Studio's tasks and labeling config, and CVAT's list of image paths."""
+    tasks = labeling_tools.label_studio_tasks(queries, predicted, params.select.image_url_prefix)
+    atomic_write_text(layout.queries_labelstudio, labeling_tools.label_studio_json(tasks))
+    atomic_write_text(layout.labelstudio_config, labeling_tools.label_studio_config(params.classes))
+    atomic_write_text(layout.queries_cvat, labeling_tools.cvat_paths(queries))

@@ -1,0 +1,103 @@
+"""Recognise an annotation export by its content and read it as a stream of :class:`Annotation`.
+
+The file name and extension are never consulted: people rename downloads, and a Label
+Studio JSON saved as ``batch.csv`` is still Label Studio JSON. Detection reads only the
+first bytes, the first JSON item, the XML root element or the CSV header.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from alcycle.annotations import cvat, labelstudio, plain_csv
+from alcycle.annotations.records import Annotation, annotation_error
+from alcycle.annotations.textio import EXPECTED, csv_records, open_utf8, text
+
+Reader = Callable[[Path, str | None], Iterator[Annotation]]
+
+_READERS: dict[str, Reader] = {
+    "alcycle-csv": lambda path, _: plain_csv.read_labels(path),
+    "alcycle-removal": lambda path, _: plain_csv.read_removals(path),
+    "labelstudio-json": labelstudio.read_json,
+    "labelstudio-json-min": labelstudio.read_json_min,
+    "labelstudio-csv": labelstudio.read_csv,
+    "cvat-images-xml": lambda path, _: cvat.read_xml(path),
+    "cvat-imagenet": lambda path, _: cvat.read_imagenet(path),
+}
+FORMATS: tuple[str, ...] = tuple(_READERS)
+
+
+def detect(path: Path) -> str:
+    """The format of ``path``, one of :data:`FORMATS`; :class:`AnnotationError` if it is none of them."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        return "cvat-images-xml" if cvat.XML_MEMBER in cvat.zip_names(path) else "cvat-imagenet"
+    first = _first_byte(path)
+    if first == b"":
+        raise annotation_error(path, "line 1", f"is empty; {EXPECTED}")
+    if first == b"{":
+        raise annotation_error(path, "line 1", f"is a JSON object, not a list; {EXPECTED}")
+    if first == b"[":
+        return _json_format(path)
+    if first == b"<":
+        tag = cvat.root_tag(path)
+        if tag != "annotations":
+            raise annotation_error(path, "line 1", f"is XML with root element <{tag}>; {EXPECTED}")
+        return "cvat-images-xml"
+    return _csv_format(path)
+
+
+def read_annotations(path: Path, choice_name: str | None = None) -> tuple[str, Iterator[Annotation]]:
+    """(format, records): the format is detected now, the records are read lazily as they are consumed.
+
+    ``choice_name`` is the ``from_name`` of the Label Studio Choices tag that holds the
+    class; it is needed only when an export has several. Other formats ignore it.
+    """
+    path = Path(path)
+    fmt = detect(path)
+    return fmt, _READERS[fmt](path, choice_name)
+
+
+def _first_byte(path: Path) -> bytes:
+    """The first byte that is not whitespace (after a UTF-8 BOM), or b"" for a blank file."""
+    with open_utf8(path) as stream:
+        while chunk := stream.read(4096):
+            if b"\0" in chunk:
+                line = chunk[: chunk.index(b"\0")].count(b"\n") + 1
+                what = "contains NUL bytes (UTF-16 or UTF-32 without a byte-order mark?); expected a UTF-8 text file"
+                raise annotation_error(path, f"line {line}", what)
+            if stripped := chunk.lstrip():
+                return stripped[:1]
+    return b""
+
+
+def _json_format(path: Path) -> str:
+    """Label Studio JSON (tasks with annotations) or JSON-MIN (flat records), told by the first item."""
+    with open_utf8(path) as stream:
+        first = next(labelstudio.json_items(path, stream, "item"), None)
+    if first is None:
+        return "labelstudio-json"  # an empty list: no task, nothing to read in either format
+    item = first[1]
+    if isinstance(item, dict) and "data" in item and ("annotations" in item or "completions" in item):
+        return "labelstudio-json"
+    if isinstance(item, dict) and "annotator" in item and "annotation_id" in item:
+        return "labelstudio-json-min"
+    what = "is neither a Label Studio task (data, annotations) nor a JSON-MIN record (annotator, annotation_id)"
+    raise annotation_error(path, "item 1", f"{what}; {EXPECTED}")
+
+
+def _csv_format(path: Path) -> str:
+    """Told by the header: Label Studio's always has its five annotation columns."""
+    with open_utf8(path) as stream:
+        line, header = next(csv_records(path, text(stream), EXPECTED), (1, []))
+    names = set(header)
+    if set(labelstudio.CSV_ALWAYS) <= names:
+        return "labelstudio-csv"
+    if {"id", "removed_because"} <= names and "label" not in names:
+        return "alcycle-removal"
+    if {"id", "label"} <= names and "removed_because" not in names:
+        return "alcycle-csv"
+    what = f"header is {','.join(header)!r}; {EXPECTED} (or id,removed_because for removals)"
+    raise annotation_error(path, f"line {line}", what)

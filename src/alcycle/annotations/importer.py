@@ -1,0 +1,108 @@
+"""``alcycle import`` and ``alcycle label remove``: add a batch to the store, rebuild the pool.
+
+Each call holds the project's import lock from its first read to its last write, so two
+imports at once are applied one after the other and neither is lost. Under the lock it
+checks the new batch together with every stored one (exactly what label-import will
+do), and only then writes: first the batch (atomically, under its content-hash name),
+then the labeled pool (atomically). A crash anywhere leaves the old pool or the new
+one; a batch stored just before a crash is picked up by the next import or
+``dvc repro``. Importing bytes that are already stored changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from alcycle.annotations.formats import detect
+from alcycle.annotations.records import AnnotationError
+from alcycle.annotations.store import (
+    copy_in,
+    find_stored,
+    import_lock,
+    list_batches,
+    next_number,
+    stored_name,
+    verify_stored,
+)
+from alcycle.fileio import file_digest
+from alcycle.layout import Layout
+from alcycle.params import Params
+from alcycle.pool import read_manifest
+from alcycle.stages.label_import import BatchReport, fold, write
+
+# Stored batches keep the extension that says what they are, whatever the file was called.
+SUFFIXES = {
+    "alcycle-csv": ".csv",
+    "alcycle-removal": ".csv",
+    "labelstudio-json": ".json",
+    "labelstudio-json-min": ".json",
+    "labelstudio-csv": ".csv",
+    "cvat-images-xml": ".xml",
+    "cvat-imagenet": ".zip",
+}
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    source: Path
+    stored: Path
+    new: bool  # False: the same bytes were already stored, nothing changed
+    report: BatchReport | None  # what the batch contributed (None when it was already stored)
+
+    def describe(self) -> str:
+        if not self.new:
+            return f"{self.source}: already imported as {self.stored.name}; nothing changed"
+        r = self.report
+        parts = [f"{r.labeled} label(s)" + (f", {r.removed} removal(s)" if r.removed else "")]
+        parts.append(f"format {r.format}, matched by {' and '.join(r.matched_by)}")
+        if r.cancelled:
+            parts.append(f"{r.cancelled} cancelled annotation(s) skipped")
+        if r.disagreements:
+            shown = "; ".join(f"{d['id']}: {d['votes']} -> {d['chosen']!r}" for d in r.disagreements[:5])
+            parts.append(f"{len(r.disagreements)} item(s) with disagreeing annotators ({shown})")
+        return f"{self.source}: stored as {self.stored.name} (cycle {r.cycle}): " + "; ".join(parts)
+
+
+def import_file(layout: Layout, params: Params, source: Path) -> ImportResult:
+    """Store ``source`` as the next batch and rebuild the labeled pool (see the module doc)."""
+    source = Path(source)
+    if not source.is_file():
+        raise AnnotationError(f"{source}: not a file; expected an annotation export to import")
+    with import_lock(layout):
+        batches = list_batches(layout.annotations)
+        verify_stored(batches)
+        digest = file_digest(source)
+        manifest = read_manifest(layout.manifest)
+        existing = find_stored(batches, digest)
+        if existing is not None:
+            # Still rebuild: a crash after storing the batch may have left the old pool.
+            write(layout, fold([(p, p.name) for p in batches], manifest, params.classes, params.label_import))
+            return ImportResult(source, existing, new=False, report=None)
+        target = layout.annotations / stored_name(next_number(batches), digest, SUFFIXES[detect(source)])
+        imported = fold(
+            [(p, p.name) for p in batches] + [(source, target.name)], manifest, params.classes, params.label_import
+        )
+        copy_in(source, target, digest)
+        write(layout, imported)
+        return ImportResult(source, target, new=True, report=imported.batches[-1])
+
+
+def remove_labels(layout: Layout, params: Params, ids: list[str], reason: str) -> ImportResult:
+    """Remove labels through a recorded removal batch (``id,removed_because``)."""
+    if not reason.strip():
+        raise AnnotationError("a removal needs a reason; expected --reason TEXT")
+    # The time makes every removal a new batch, even one repeating an earlier removal.
+    removed_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["id", "removed_because", "time"])
+    writer.writerows([item, reason.strip(), removed_at] for item in ids)
+    with tempfile.TemporaryDirectory() as folder:
+        batch = Path(folder) / "removal.csv"
+        batch.write_text(text.getvalue(), encoding="utf-8")
+        return import_file(layout, params, batch)
