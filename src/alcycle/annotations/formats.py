@@ -8,6 +8,7 @@ first bytes, the first JSON item, the XML root element or the CSV header.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -57,7 +58,21 @@ def read_annotations(path: Path, choice_name: str | None = None) -> tuple[str, I
     """
     path = Path(path)
     fmt = detect(path)
-    return fmt, _READERS[fmt](path, choice_name)
+    records = _READERS[fmt](path, choice_name)
+    return fmt, _zip_errors(path, records) if zipfile.is_zipfile(path) else records
+
+
+# What a damaged or hostile archive can raise while its members are read.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError)
+
+
+def _zip_errors(path: Path, records: Iterator[Annotation]) -> Iterator[Annotation]:
+    """``records``, with a damaged, encrypted or oddly compressed archive reported as such."""
+    try:
+        yield from records
+    except _ZIP_ERRORS as exc:
+        what = f"is a damaged or unsupported zip archive ({type(exc).__name__}: {exc}); expected a zip as CVAT exports it"
+        raise annotation_error(path, "zip", what) from exc
 
 
 def _first_byte(path: Path) -> bytes:
