@@ -399,4 +399,5 @@ def test_reading_memory_does_not_grow_with_the_file(tmp_path: Path, make) -> Non
     read, large_peak = _peak_memory(large)
     assert read == 10_000
     growth = large.stat().st_size - small.stat().st_size
-    assert large_peak - small_peak < growth / 20, (small_peak, large_peak, growth)
+    # Holding the file would cost at least `growth`; parser buffers vary by a few tens of kB.
+    assert large_peak - small_peak < growth / 10, (small_peak, large_peak, growth)

@@ -28,8 +28,9 @@ def make_project(tmp_path: Path, ids: list[str], classes: tuple[str, ...], test:
     layout = Layout(root=tmp_path / "project")
     layout.root.mkdir()
     params = make_params(layout.root, classes=classes)
-    manifest = pd.DataFrame({"id": ids, "path": [f"images/{i}.png" for i in ids],
-                             "split": ["test" if i in test else "pool" for i in ids]})
+    manifest = pd.DataFrame(
+        {"id": ids, "path": [f"images/{i}.png" for i in ids], "split": ["test" if i in test else "pool" for i in ids]}
+    )
     layout.manifest.parent.mkdir(parents=True)
     manifest.to_csv(layout.manifest, index=False)
     layout.annotations.mkdir(parents=True)
@@ -47,14 +48,17 @@ def labels_of(layout: Layout) -> dict[str, str]:
 
 # What each real export gives after resolution. In the Label Studio files alice says 0 and
 # bob says 6 for mnist-0001: a 1:1 tie, so the later annotation (bob's) decides.
+LS_LABELS = {"0000": "5", "0001": "6", "0002": "4", "0003": "1", "0004": "9"}
+CVAT_LABELS = {"0000": "5", "0001": "0", "0002": "4", "0003": "1", "0004": "9"}
+BY_ID, BY_NAME = ["alcycle id"], ["image file name"]
 IMPORTS = {
-    "labelstudio.json": ("labelstudio-json", ["alcycle id"], {"0000": "5", "0001": "6", "0002": "4", "0003": "1", "0004": "9"}),
-    "labelstudio-min.json": ("labelstudio-json-min", ["alcycle id"], {"0000": "5", "0001": "6", "0002": "4", "0003": "1", "0004": "9"}),
-    "labelstudio.csv": ("labelstudio-csv", ["alcycle id"], {"0000": "5", "0001": "6", "0002": "4", "0003": "1", "0004": "9"}),
-    "labelstudio-upload.json": ("labelstudio-json", ["image file name"], {"0000": "5", "0002": "4", "0005": "2"}),
-    "cvat-images.xml": ("cvat-images-xml", ["image file name"], {"0000": "5", "0001": "0", "0002": "4", "0003": "1", "0004": "9"}),
-    "cvat-imagenet.zip": ("cvat-imagenet", ["image file name"], {"0000": "5", "0001": "0", "0002": "4", "0003": "1", "0004": "9"}),
-    "cvat-imagenet-images.zip": ("cvat-imagenet", ["image file name"], {"0000": "5", "0001": "0", "0002": "4", "0003": "1", "0004": "9"}),
+    "labelstudio.json": ("labelstudio-json", BY_ID, LS_LABELS),
+    "labelstudio-min.json": ("labelstudio-json-min", BY_ID, LS_LABELS),
+    "labelstudio.csv": ("labelstudio-csv", BY_ID, LS_LABELS),
+    "labelstudio-upload.json": ("labelstudio-json", BY_NAME, {"0000": "5", "0002": "4", "0005": "2"}),
+    "cvat-images.xml": ("cvat-images-xml", BY_NAME, CVAT_LABELS),
+    "cvat-imagenet.zip": ("cvat-imagenet", BY_NAME, CVAT_LABELS),
+    "cvat-imagenet-images.zip": ("cvat-imagenet", BY_NAME, CVAT_LABELS),
 }
 
 
@@ -121,13 +125,26 @@ def test_remove_is_recorded_and_is_the_only_way_out(tmp_path):
 # ---------------------------------------------------------------------------------------
 # Bad or hostile input: each gets a clear error naming the file, and the pool stays as it was.
 
-def ls_task(image: str, choice: str = "cat", alcycle_id: str | None = None, cancelled: bool = False,
-            annotator: object = 1) -> dict:
+
+def ls_task(
+    image: str, choice: str = "cat", alcycle_id: str | None = None, cancelled: bool = False, annotator: object = 1
+) -> dict:
     data = {"image": image} | ({"alcycle_id": alcycle_id} if alcycle_id else {})
     result = [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [choice]}}]
-    return {"id": 1, "data": data, "annotations": [{
-        "id": 1, "completed_by": annotator, "was_cancelled": cancelled, "result": [] if cancelled else result,
-        "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}]}
+    return {
+        "id": 1,
+        "data": data,
+        "annotations": [
+            {
+                "id": 1,
+                "completed_by": annotator,
+                "was_cancelled": cancelled,
+                "result": [] if cancelled else result,
+                "created_at": "2026-01-01T00:00:00Z",
+                "updated_at": "2026-01-01T00:00:00Z",
+            }
+        ],
+    }
 
 
 def ls_json(*tasks: dict) -> bytes:
@@ -142,27 +159,48 @@ def zipped(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-CVAT_XML = (b'<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version>'
-            b'<image id="0" name="b.png" width="8" height="8">%s</image></annotations>\n')
-BILLION_LAUGHS = (b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
-                  b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>\n'
-                  b'<annotations><version>1.1</version><image id="0" name="&lol2;"/></annotations>\n')
+CVAT_XML = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version>'
+    b'<image id="0" name="b.png" width="8" height="8">%s</image></annotations>\n'
+)
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
+    b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>\n'
+    b'<annotations><version>1.1</version><image id="0" name="&lol2;"/></annotations>\n'
+)
 
 # name: (file content, what the message must say)
 BAD_INPUTS = {
     "unknown id": (b"id,label\nb,dog\nzz,cat\n", "line 3: id 'zz' is not in the pool manifest"),
-    "unknown image file name": (ls_json(ls_task("/data/upload/1/0badc0de-nope.png")), "matches no image in the pool manifest"),
+    "unknown image file name": (
+        ls_json(ls_task("/data/upload/1/0badc0de-nope.png")),
+        "matches no image in the pool manifest",
+    ),
     "unknown class": (b"id,label\nb,bird\n", "class 'bird' is unknown; expected exactly one of: cat, dog"),
     "class differs by case": (b"id,label\nb,Dog\n", "class 'Dog' differs from 'dog' only by case or whitespace"),
-    "class differs by inner space": (b"id,label\nb,d og\n", "class 'd og' differs from 'dog' only by case or whitespace"),
-    "class with a no-break space": (ls_json(ls_task("b.png", "dog\u00a0", "b")), "differs from 'dog' only by case or whitespace"),
-    "duplicate conflicting rows": (b"id,label\nb,cat\nc,dog\nb,dog\n", "line 4: id 'b' is labeled 'dog' but line 2 labeled it 'cat'"),
-    "cancelled-only export": (ls_json(ls_task("b.png", alcycle_id="b", cancelled=True), ls_task("c.png", alcycle_id="c", cancelled=True)),
-                              "every one of its 2 annotation(s) is cancelled"),
+    "class differs by inner space": (
+        b"id,label\nb,d og\n",
+        "class 'd og' differs from 'dog' only by case or whitespace",
+    ),
+    "class with a no-break space": (
+        ls_json(ls_task("b.png", "dog\u00a0", "b")),
+        "differs from 'dog' only by case or whitespace",
+    ),
+    "duplicate conflicting rows": (
+        b"id,label\nb,cat\nc,dog\nb,dog\n",
+        "line 4: id 'b' is labeled 'dog' but line 2 labeled it 'cat'",
+    ),
+    "cancelled-only export": (
+        ls_json(ls_task("b.png", alcycle_id="b", cancelled=True), ls_task("c.png", alcycle_id="c", cancelled=True)),
+        "every one of its 2 annotation(s) is cancelled",
+    ),
     "export with no annotations": (b"[]", "has no annotations"),
     "empty file": (b"", "is empty"),
     "whitespace only": (b"  \n\n", "is empty; expected one of: Label Studio JSON"),
-    "truncated JSON": (ls_json(ls_task("b.png", alcycle_id="b"), ls_task("c.png", alcycle_id="c"))[:-30], "after task 1: malformed or truncated JSON"),
+    "truncated JSON": (
+        ls_json(ls_task("b.png", alcycle_id="b"), ls_task("c.png", alcycle_id="c"))[:-30],
+        "after task 1: malformed or truncated JSON",
+    ),
     "JSON object, not a list": (b'{"data": {"image": "b.png"}}', "is a JSON object, not a list"),
     "truncated XML": (CVAT_XML % b'<tag label="cat" source="manual"/>'[:-20], "malformed or truncated XML"),
     "XML entity bomb": (BILLION_LAUGHS, "declares a DTD or entities"),
@@ -170,20 +208,56 @@ BAD_INPUTS = {
     "UTF-16 with BOM": ("id,label\nb,dog\n".encode("utf-16"), "starts with a UTF-16 byte-order mark; expected a UTF-8"),
     "latin-1 bytes": ("id,label\nb,d\u00e9\n".encode("latin-1"), "not valid UTF-8"),
     "path traversal in an image reference": (ls_json(ls_task("../../../etc/passwd")), "climbs out of its folder"),
-    "path traversal in a local-files URL": (ls_json(ls_task("/data/local-files/?d=../../b.png")), "climbs out of its folder"),
-    "path traversal in a zip member": (zipped({"synsets.txt": b"cat\ndog\n", "../default.txt": b"b.png 0\n"}), "member '../default.txt': is an absolute path or climbs out"),
-    "formula in the annotator": (b"id,label,annotator\nb,dog,=HYPERLINK(\"http://x\")\n", "starts with '=', which a spreadsheet runs as a formula"),
+    "path traversal in a local-files URL": (
+        ls_json(ls_task("/data/local-files/?d=../../b.png")),
+        "climbs out of its folder",
+    ),
+    "path traversal in a zip member": (
+        zipped({"synsets.txt": b"cat\ndog\n", "../default.txt": b"b.png 0\n"}),
+        "member '../default.txt': is an absolute path or climbs out",
+    ),
+    "formula in the annotator": (
+        b'id,label,annotator\nb,dog,=HYPERLINK("http://x")\n',
+        "starts with '=', which a spreadsheet runs as a formula",
+    ),
     "formula as a class": (b"id,label\nb,=1+2\n", "class '=1+2' looks like a spreadsheet formula"),
     "formula as an id": (b"id,label\n@SUM(A1),dog\n", "id '@SUM(A1)' is not in the pool manifest"),
     "test-split item": (b"id,label\nt,cat\n", "test items must never be labeled"),
     "header only": (b"id,label\n", "line 1: has no rows after the header"),
     "stray quote": (b'id,label\nb,"do"g\n', "malformed CSV"),
     "relabel refused": (b"id,label\na,dog\n", "set label_import.on_conflict: relabel"),
-    "two Choices tags": (json.dumps([{"id": 1, "data": {"image": "b.png", "alcycle_id": "b"}, "annotations": [{
-        "id": 1, "completed_by": 1, "was_cancelled": False, "result": [
-            {"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": ["cat"]}},
-            {"from_name": "quality", "to_name": "image", "type": "choices", "value": {"choices": ["dog"]}}]}]}]).encode(),
-        "label_import.choice_name"),
+    "two Choices tags": (
+        json.dumps(
+            [
+                {
+                    "id": 1,
+                    "data": {"image": "b.png", "alcycle_id": "b"},
+                    "annotations": [
+                        {
+                            "id": 1,
+                            "completed_by": 1,
+                            "was_cancelled": False,
+                            "result": [
+                                {
+                                    "from_name": "label",
+                                    "to_name": "image",
+                                    "type": "choices",
+                                    "value": {"choices": ["cat"]},
+                                },
+                                {
+                                    "from_name": "quality",
+                                    "to_name": "image",
+                                    "type": "choices",
+                                    "value": {"choices": ["dog"]},
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ]
+        ).encode(),
+        "label_import.choice_name",
+    ),
 }
 
 

@@ -82,7 +82,8 @@ def test_kill_9_anywhere_in_an_import_leaves_the_old_pool_or_the_new(seeded, tmp
         assert pool in (old_pool, new_pool), f"killed after {delay:.2f}s: a labeled pool that is neither"
         # The new batch is absent or complete; never a partial file under a batch name.
         assert batches in (old_batches, new_batches), f"killed after {delay:.2f}s: {sorted(batches)}"
-        outcomes.append(("new pool" if pool == new_pool else "old pool") + (", batch stored" if batches == new_batches else ""))
+        stored = ", batch stored" if batches == new_batches else ""
+        outcomes.append(("new pool" if pool == new_pool else "old pool") + stored)
         # Importing again finishes the job, whatever the kill left.
         redo = start_import(layout, big)
         assert redo.wait(timeout=120) == 0, redo.stderr.read()
@@ -93,7 +94,8 @@ def test_kill_9_anywhere_in_an_import_leaves_the_old_pool_or_the_new(seeded, tmp
 def test_concurrent_imports_are_serialised_and_none_is_lost(seeded, tmp_path):
     layout, params, _ = seeded
     ids = item_ids()
-    files = [batch_csv(tmp_path / f"part-{k}.csv", ids[10 + 600 * k: 10 + 600 * (k + 1)], seed=10 + k) for k in range(3)]
+    parts = [ids[10 + 600 * k: 10 + 600 * (k + 1)] for k in range(3)]
+    files = [batch_csv(tmp_path / f"part-{k}.csv", part, seed=10 + k) for k, part in enumerate(parts)]
     processes = [start_import(layout, path) for path in files]
     for process in processes:
         assert process.wait(timeout=180) == 0, process.stderr.read()

@@ -215,7 +215,8 @@ def test_annotator_rules_pick_a_label_and_report_the_disagreement(tmp_path, rule
 
 def test_refuse_rule_names_the_item_and_the_votes(tmp_path):
     batch = write(tmp_path / "v.csv", VOTES)
-    with pytest.raises(AnnotationError, match=r"line 2: annotators disagree on id 'a' \('cat' by ann, cy, 'dog' by bob\)"):
+    expected = r"line 2: annotators disagree on id 'a' \('cat' by ann, cy, 'dog' by bob\)"
+    with pytest.raises(AnnotationError, match=expected):
         import_labels([batch], MANIFEST, CLASSES, annotators="refuse")
 
 

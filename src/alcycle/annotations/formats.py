@@ -71,7 +71,7 @@ def _zip_errors(path: Path, records: Iterator[Annotation]) -> Iterator[Annotatio
     try:
         yield from records
     except _ZIP_ERRORS as exc:
-        what = f"is a damaged or unsupported zip archive ({type(exc).__name__}: {exc}); expected a zip as CVAT exports it"
+        what = f"is a damaged or unsupported zip archive ({type(exc).__name__}: {exc}); expected a zip as CVAT writes"
         raise annotation_error(path, "zip", what) from exc
 
 

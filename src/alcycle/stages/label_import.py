@@ -238,7 +238,8 @@ def fold(
     if settings.on_conflict not in CONFLICT_RULES:
         raise ValueError(f"unknown on_conflict {settings.on_conflict!r}; choose one of: {', '.join(CONFLICT_RULES)}")
     if settings.annotators not in ANNOTATOR_RULES:
-        raise ValueError(f"unknown annotators rule {settings.annotators!r}; choose one of: {', '.join(ANNOTATOR_RULES)}")
+        rules = ", ".join(ANNOTATOR_RULES)
+        raise ValueError(f"unknown annotators rule {settings.annotators!r}; choose one of: {rules}")
     matcher = ItemMatcher(manifest)
     splits = dict(zip(manifest["id"], manifest["split"]))
     state: dict[str, _Label] = {}
