@@ -155,6 +155,8 @@ def test_mlflow_holds_one_run_per_cycle(project, history):
     assert runs["tags.mlflow.source.git.commit"].str.fullmatch("[0-9a-f]{40}").all()
     for step, (_, run) in zip(history, runs.iterrows()):
         assert run["metrics.test_accuracy"] == pytest.approx(step["metrics"]["test_accuracy"])
+    # label-import's report reaches MLflow: the oracle never disagrees with itself
+    assert runs["metrics.annotator_disagreements"].tolist() == [0, 0, 0, 0]
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{project}/mlflow.db")

@@ -303,3 +303,30 @@ def test_annotators_refuse_rule_blocks_the_import(tmp_path):
 def write(path: Path, content: bytes) -> Path:
     path.write_bytes(content)
     return path
+
+
+def test_round_trip_from_the_query_batch_to_the_pool(tmp_path):
+    """select's Label Studio tasks, annotated the way Label Studio exports them (the tasks'
+    data kept, one annotation per task, the pre-annotation accepted or corrected), import
+    back by alcycle id; the same images through CVAT's ImageNet list match by file name."""
+    from alcycle.labeling_tools import label_studio_tasks
+
+    layout, params = mnist_project(tmp_path)
+    queries = pd.DataFrame({"id": ["mnist-0003", "mnist-0001"], "path": ["data/prepared/images/mnist-0003.png",
+                            "data/prepared/images/mnist-0001.png"], "score": [0.9, 0.7], "strategy": "entropy",
+                            "cycle": 1})
+    tasks = label_studio_tasks(queries, ["1", "7"], "/data/local-files/?d=")
+    for number, (task, answer) in enumerate(zip(tasks, ["1", "0"]), start=1):
+        result = [dict(task["predictions"][0]["result"][0], value={"choices": [answer]})]
+        task.update(id=number, annotations=[{"id": number, "completed_by": {"id": 1, "email": "ann@example.com"},
+                                             "result": result, "was_cancelled": False,
+                                             "updated_at": "2026-11-21T10:00:00Z"}])
+    export = tmp_path / "project-1-at-2026-11-21.json"
+    export.write_text(json.dumps(tasks))
+    result = import_file(layout, params, export)
+    assert result.report.matched_by == ["alcycle id"]
+    assert labels_of(layout) == {"mnist-0003": "1", "mnist-0001": "0"}
+    imagenet = tmp_path / "imagenet.zip"
+    imagenet.write_bytes(zipped({"synsets.txt": "\n".join(DIGITS).encode(), "default.txt": b"mnist-0004.png 9\n"}))
+    assert import_file(layout, params, imagenet).report.matched_by == ["image file name"]
+    assert labels_of(layout)["mnist-0004"] == "9"
