@@ -187,7 +187,7 @@ def test_git_history_reviews_the_labels(project, history):
     added = [l for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]
     removed = [l for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
     assert len(added) == BUDGET and not removed
-    assert all(re.search(r",3,0003-[0-9a-f]{16}\.csv,$", line) for line in added), added
+    assert all(re.search(r",3,batch-0003-[0-9a-f]{16}\.csv,$", line) for line in added), added
     metrics = dvc(project, "metrics", "diff", "cycle-2", "cycle-3")
     assert "test_accuracy" in metrics and "n_labels" in metrics
 
@@ -205,7 +205,7 @@ def test_ground_truth_never_reaches_training(project, history):
 def test_run_cache_restores_never_lose_or_repeat_a_run(project, history):
     """Going back a cycle and forward again restores train from DVC's run cache; evaluate
     still runs (never restored) and finds each cycle's existing MLflow run."""
-    [batch] = (project / "data/annotations").glob("0003-*.csv")
+    [batch] = (project / "data/annotations").glob("batch-0003-*.csv")
     aside = project / "batch-3.aside"
     batch.rename(aside)
     try:
@@ -227,7 +227,7 @@ def test_commit_refuses_an_unfinished_cycle(project, history):
             alcycle(project, "commit")
         assert "cycle-4" not in sh(project, "git", "tag", "--list")
     finally:
-        [batch] = (project / "data/annotations").glob("0004-*.csv")
+        [batch] = (project / "data/annotations").glob("batch-0004-*.csv")
         batch.unlink()
     with pytest.raises(AssertionError, match="tag cycle-3 exists already"):
         alcycle(project, "commit")

@@ -107,7 +107,7 @@ def test_batches_are_numbered_and_named_by_content_hash(tmp_path):
     layout, params = mnist_project(tmp_path)
     first = import_file(layout, params, EXPORTS / "cvat-images.xml")
     second = import_file(layout, params, EXPORTS / "labelstudio-upload.json")
-    assert first.stored.name.startswith("0001-") and second.stored.name.startswith("0002-")
+    assert first.stored.name.startswith("batch-0001-") and second.stored.name.startswith("batch-0002-")
     pool = read_labeled(layout.labeled).set_index("id")
     assert pool.loc["mnist-0005", "cycle"] == 2 and pool.loc["mnist-0001", "cycle"] == 1
 

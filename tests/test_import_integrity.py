@@ -100,7 +100,7 @@ def test_concurrent_imports_are_serialised_and_none_is_lost(seeded, tmp_path):
     for process in processes:
         assert process.wait(timeout=180) == 0, process.stderr.read()
     batches = list_batches(layout.annotations)
-    assert [p.name[:5] for p in batches] == ["0001-", "0002-", "0003-", "0004-"]
+    assert [p.name[:11] for p in batches] == ["batch-0001-", "batch-0002-", "batch-0003-", "batch-0004-"]
     assert sorted(p.read_bytes() for p in batches[1:]) == sorted(p.read_bytes() for p in files)
     pool = read_labeled(layout.labeled)
     expected = pd.concat([pd.read_csv(p, dtype=str) for p in files] + [pd.read_csv(tmp_path / "first.csv", dtype=str)])

@@ -73,7 +73,7 @@ def test_a_cycle_on_own_images(tmp_path):
     assert "Data and pipelines are up to date" in dvc(project, "repro")
     changed = {line[3:] for line in sh(project, "git", "status", "--porcelain", "-uall").splitlines()}
     batches = {name for name in changed if name.startswith("data/annotations/")}
-    assert len(batches) == 1 and re.fullmatch(r"data/annotations/0001-[0-9a-f]{16}\.csv", next(iter(batches)))
+    assert len(batches) == 1 and re.fullmatch(r"data/annotations/batch-0001-[0-9a-f]{16}\.csv", next(iter(batches)))
     assert changed - batches == {
                        "data/labeled.csv", "data/queries.csv", "metrics/label_import.json",
                        "data/queries.labelstudio.json", "data/queries.cvat.txt", "data/labelstudio.xml", "dvc.lock",

@@ -23,7 +23,7 @@ def test_writes_the_next_batch_in_query_order(tmp_path):
     layout = setup(tmp_path)
     path = answer(layout)
     content = b"id,label\nc,x\na,x\n"
-    assert path == layout.annotations / f"0001-{hashlib.sha256(content).hexdigest()[:16]}.csv"
+    assert path == layout.annotations / f"batch-0001-{hashlib.sha256(content).hexdigest()[:16]}.csv"
     assert path.read_bytes() == content
 
 

@@ -246,15 +246,28 @@ def test_stored_batches_must_keep_their_bytes_and_their_numbering(tmp_path):
     layout, params = project(tmp_path)
     content = b"id,label\na,cat\n"
     digest = hashlib.sha256(content).hexdigest()[:16]
-    stored = write(layout.annotations / f"0001-{digest}.csv", content)
+    stored = write(layout.annotations / f"batch-0001-{digest}.csv", content)
     assert run(layout, params)["id"].tolist() == ["a"]
     before = layout.labeled.read_bytes()
     stored.write_bytes(b"id,label\na,dog\n")
-    with pytest.raises(AnnotationError, match=r"0001-.*content changed since it was imported"):
+    with pytest.raises(AnnotationError, match=r"batch-0001-.*content changed since it was imported"):
         run(layout, params)
     stored.write_bytes(content)
     later = b"id,label\nb,dog\n"
-    write(layout.annotations / f"0003-{hashlib.sha256(later).hexdigest()[:16]}.csv", later)
-    with pytest.raises(AnnotationError, match="batch 0002 is missing before it"):
+    write(layout.annotations / f"batch-0003-{hashlib.sha256(later).hexdigest()[:16]}.csv", later)
+    with pytest.raises(AnnotationError, match="stored as batch 3 but it is batch 2 in the folder"):
         run(layout, params)
     assert layout.labeled.read_bytes() == before
+
+
+def test_stored_batches_sort_after_batches_named_by_hand(tmp_path):
+    """Projects whose first batches were written as batch-NNNN.csv keep their order."""
+    from alcycle.annotations.importer import import_file
+
+    layout, params = project(tmp_path)
+    write(layout.annotations / "batch-0001.csv", "id,label\na,cat\n")
+    write(layout.annotations / "batch-0002.csv", "id,label\nb,dog\n")
+    result = import_file(layout, params, write(tmp_path / "third.csv", "id,label\nc,cat\n"))
+    assert result.stored.name.startswith("batch-0003-")
+    assert [p.name for p in list_batches(layout.annotations)][-1] == result.stored.name
+    assert run(layout, params).set_index("id")["cycle"].to_dict() == {"a": 1, "b": 2, "c": 3}

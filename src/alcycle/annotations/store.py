@@ -1,7 +1,8 @@
 """The annotation folder as an append-only store of batches, each kept exactly as it arrived.
 
-A stored batch is named ``<NNNN>-<first 16 hex of its SHA-256><ext>``: its position in the
-folder and its content hash, so ``labeled.csv``'s ``source`` column names the exact bytes
+A stored batch is named ``batch-<NNNN>-<first 16 hex of its SHA-256><ext>``: its position
+in the folder and its content hash (the ``batch-`` prefix sorts it after batches named
+``batch-NNNN.csv`` by hand or by older versions), so ``labeled.csv``'s ``source`` column names the exact bytes
 that gave each label, and label-import refuses a batch whose bytes no longer match its
 name. Writers hold an exclusive lock (``data/.import.lock``) for the whole
 check-store-rebuild sequence, so two imports at once are applied one after the other.
@@ -20,7 +21,7 @@ from alcycle.annotations.records import AnnotationError
 from alcycle.fileio import atomic_write, file_digest
 from alcycle.layout import Layout
 
-STORED_NAME = re.compile(r"^(?P<number>\d{4,})-(?P<digest>[0-9a-f]{16})(?P<ext>\.[a-z]+)$")
+STORED_NAME = re.compile(r"^batch-(?P<number>\d{4,})-(?P<digest>[0-9a-f]{16})(?P<ext>\.[a-z]+)$")
 NOT_BATCHES = (".md",)  # notes for annotators may live next to the batches
 
 
@@ -39,28 +40,27 @@ def list_batches(folder: Path) -> list[Path]:
 
 
 def verify_stored(batches: list[Path]) -> None:
-    """Refuse a stored batch whose content changed, and a gap in the stored numbering."""
-    numbers = []
-    for path in batches:
+    """Refuse a stored batch whose content changed, or that is not where its number says
+    (a batch before it was deleted, or one was added out of order)."""
+    for position, path in enumerate(batches, start=1):
         match = STORED_NAME.match(path.name)
         if match is None:
             continue  # placed by hand: nothing recorded to check it against
-        numbers.append((int(match["number"]), path))
+        if int(match["number"]) != position:
+            raise AnnotationError(
+                f"{path}: stored as batch {int(match['number'])} but it is batch {position} in the folder; "
+                "batches are append-only: restore any deleted batch from git (remove labels with "
+                "`alcycle label remove`), and name batches placed by hand so that they sort in order"
+            )
         if not file_digest(path).startswith(match["digest"]):
             raise AnnotationError(
                 f"{path}: content changed since it was imported (its name records SHA-256 {match['digest']}…); "
                 "batches are append-only: restore it (git checkout -- <file>) and import corrections as a new batch"
             )
-    for expected, (number, path) in enumerate(sorted(numbers), start=1):
-        if number != expected:
-            raise AnnotationError(
-                f"{path}: batch {expected:04d} is missing before it; batches are append-only: restore the "
-                "missing file from git; remove labels with `alcycle label remove`"
-            )
 
 
 def stored_name(number: int, digest: str, suffix: str) -> str:
-    return f"{number:04d}-{digest[:16]}{suffix}"
+    return f"batch-{number:04d}-{digest[:16]}{suffix}"
 
 
 def find_stored(batches: list[Path], digest: str) -> Path | None:
@@ -73,10 +73,9 @@ def find_stored(batches: list[Path], digest: str) -> Path | None:
 
 
 def next_number(batches: list[Path]) -> int:
-    """The number the next stored batch gets: one after the highest stored number
-    (batches placed by hand count too, so numbers follow the folder's order)."""
-    numbers = [int(m["number"]) for p in batches if (m := STORED_NAME.match(p.name))]
-    return max([len(batches)] + numbers) + 1
+    """The number the next stored batch gets: its position in the folder (batches placed by
+    hand count too)."""
+    return len(batches) + 1
 
 
 def copy_in(source: Path, target: Path, digest: str) -> None:
