@@ -330,3 +330,24 @@ def test_round_trip_from_the_query_batch_to_the_pool(tmp_path):
     imagenet.write_bytes(zipped({"synsets.txt": "\n".join(DIGITS).encode(), "default.txt": b"mnist-0004.png 9\n"}))
     assert import_file(layout, params, imagenet).report.matched_by == ["image file name"]
     assert labels_of(layout)["mnist-0004"] == "9"
+
+
+def test_the_commands_report_what_they_did(tmp_path):
+    from click.testing import CliRunner
+
+    from alcycle.cli import main
+
+    layout, _ = mnist_project(tmp_path)
+    runner = CliRunner()
+    root = ["--project", str(layout.root)]
+    files = [str(EXPORTS / "labelstudio.json"), str(EXPORTS / "labelstudio-upload.json")]
+    imported = runner.invoke(main, [*root, "import", *files])
+    assert imported.exit_code == 0, imported.output
+    first, second = imported.output.splitlines()
+    assert "stored as batch-0001-" in first and "5 label(s); format labelstudio-json, matched by alcycle id" in first
+    assert "stored as batch-0002-" in second and "matched by image file name" in second
+    removed = runner.invoke(main, [*root, "label", "remove", "mnist-0004", "--reason", "not a digit"])
+    assert removed.exit_code == 0 and "removed 1 label(s); recorded as" in removed.output
+    assert "mnist-0004" not in labels_of(layout)
+    refused = runner.invoke(main, [*root, "import", str(EXPORTS / "README.md")])
+    assert refused.exit_code == 1 and f"Error: {EXPORTS / 'README.md'}" in refused.output
