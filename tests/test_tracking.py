@@ -87,3 +87,28 @@ def test_logs_to_a_tracking_server(tmp_path, mlflow_server):
     assert run.data.metrics["test_accuracy"] == 0.75
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")
     assert not (tmp_path / "mlartifacts").exists()
+
+
+def test_a_rerun_cell_discards_its_interrupted_run(tmp_path):
+    """A killed cell leaves its parent RUNNING; the cell's next run deletes it (and its
+    children) so grouped charts average whole cells only. Other cells are untouched."""
+    from alcycle.tracking import CellRun
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+
+    def cell_run(name: str) -> CellRun:
+        return CellRun(uri, "campaign-t", tmp_path, {"alcycle.cell": name, "strategy": "random"}, {"seed": 0})
+
+    killed = cell_run("random-plain-0")
+    killed.log_cycle(0, 10, {"test_accuracy": 0.3})  # ...and then the process died
+    other = cell_run("entropy-plain-0")
+    rerun = cell_run("random-plain-0")
+    rerun.log_cycle(0, 10, {"test_accuracy": 0.3})
+    rerun.finish()
+    client = MlflowClient(uri)
+    live = client.search_runs([rerun.experiment_id])
+    parents = {run.info.run_id for run in live if "mlflow.parentRunId" not in run.data.tags}
+    children = [run for run in live if "mlflow.parentRunId" in run.data.tags]
+    assert parents == {other.run_id, rerun.run_id}
+    assert client.get_run(killed.run_id).info.lifecycle_stage == "deleted"
+    assert len(children) == 1 and children[0].data.tags["mlflow.parentRunId"] == rerun.run_id

@@ -163,6 +163,23 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def discard_interrupted(client: MlflowClient, experiment_id: str, cell: str) -> list[str]:
+    """Delete the runs of ``cell`` that are still RUNNING (a killed cell never finishes them),
+    with their children, so the UI's grouped curves hold only whole cells. Returns their ids.
+
+    Call it holding ``store_lock``: a cell of this name running right now elsewhere would
+    be a second ``dvc repro`` of the same stage, which DVC's own lock already refuses.
+    """
+    stale = client.search_runs(
+        [experiment_id], filter_string=f"tags.`alcycle.cell` = '{cell}' and attributes.status = 'RUNNING'")
+    for run in stale:
+        parent = f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+        for child in client.search_runs([experiment_id], filter_string=parent):
+            client.delete_run(child.info.run_id)
+        client.delete_run(run.info.run_id)
+    return [run.info.run_id for run in stale]
+
+
 class CellRun:
     """One campaign cell in MLflow: a parent run tagged with its strategy, option and seed, and
     one child run per cycle. Test accuracy is logged with step = number of labels on both, so
@@ -176,6 +193,7 @@ class CellRun:
             # The client creates the store's tables on first contact: inside the lock too.
             self.client = MlflowClient(tracking_uri)
             experiment_id = ensure_experiment(self.client, experiment, root, tracking_uri)
+            discard_interrupted(self.client, experiment_id, tags["alcycle.cell"])
             run = self.client.create_run(experiment_id, run_name=tags["alcycle.cell"], tags=tags)
             self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in sorted(params.items())])
         self.experiment_id = experiment_id
