@@ -271,3 +271,9 @@ def test_stored_batches_sort_after_batches_named_by_hand(tmp_path):
     assert result.stored.name.startswith("batch-0003-")
     assert [p.name for p in list_batches(layout.annotations)][-1] == result.stored.name
     assert run(layout, params).set_index("id")["cycle"].to_dict() == {"a": 1, "b": 2, "c": 3}
+
+
+def test_times_with_and_without_a_zone_compare(tmp_path):
+    batch = write(tmp_path / "v.csv", "id,label,annotator,time\na,cat,ann,2026-01-01T10:00:00\n"
+                                      "a,dog,bob,2026-01-01T11:00:00+00:00\n")
+    assert import_labels([batch], MANIFEST, CLASSES, annotators="latest")["label"].tolist() == ["dog"]

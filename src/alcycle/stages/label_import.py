@@ -19,7 +19,7 @@ import dataclasses
 import json
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -102,11 +102,13 @@ def _check_class(path: Path, record: Annotation, classes: tuple[str, ...]) -> No
 
 
 def _when(path: Path, record: Annotation) -> datetime:
+    """The annotation's time; one without a zone is taken as UTC, so all times compare."""
     try:
-        return datetime.fromisoformat(record.when)
+        when = datetime.fromisoformat(record.when)
     except ValueError:
         what = f"annotation time {record.when!r} is not an ISO 8601 time; the 'latest' rule needs one"
         raise annotation_error(path, record.where, what) from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _vote(path: Path, item: str, by_annotator: dict[str, Annotation], record: Annotation) -> None:
