@@ -7,7 +7,6 @@ that run, so a forced re-run of a stage never logs a cycle twice.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +22,8 @@ import mlflow
 import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
+
+from alcycle.fileio import exclusive_lock
 
 RUN_KEY_TAG = "alcycle.run_key"
 # These machines may have no network: MLflow must not try to send usage telemetry.
@@ -154,13 +155,8 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
     if not tracking_uri.startswith("sqlite:///"):
         yield
         return
-    lock_path = Path(tracking_uri.removeprefix("sqlite:///") + ".lock")
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(Path(tracking_uri.removeprefix("sqlite:///") + ".lock")):
+        yield
 
 
 def discard_interrupted(client: MlflowClient, experiment_id: str, cell: str) -> list[str]:

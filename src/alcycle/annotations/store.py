@@ -10,7 +10,6 @@ check-store-rebuild sequence, so two imports at once are applied one after the o
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import re
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alcycle.annotations.records import AnnotationError
-from alcycle.fileio import atomic_write, file_digest
+from alcycle.fileio import atomic_write, exclusive_lock, file_digest
 from alcycle.layout import Layout
 
 STORED_NAME = re.compile(r"^batch-(?P<number>\d{4,})-(?P<digest>[0-9a-f]{16})(?P<ext>\.[a-z]+)$")
@@ -109,15 +108,7 @@ def store_new(layout: Layout, data: bytes, suffix: str) -> Path:
 
 @contextmanager
 def import_lock(layout: Layout) -> Iterator[None]:
-    """Hold the project's import lock (blocking) for the duration of the block.
-
-    ``flock`` is released by the kernel when the process dies, so a killed import never
-    leaves the lock held."""
-    lock_path = layout.import_lock
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold the project's import lock for the duration of the block."""
+    layout.import_lock.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(layout.import_lock):
+        yield
