@@ -27,7 +27,6 @@ from alcycle.annotations.store import (
     list_batches,
     next_number,
     stored_name,
-    verify_stored,
 )
 from alcycle.fileio import file_digest
 from alcycle.layout import Layout
@@ -75,7 +74,6 @@ def import_file(layout: Layout, params: Params, source: Path) -> ImportResult:
         raise AnnotationError(f"{source}: not a file; expected an annotation export to import")
     with import_lock(layout):
         batches = list_batches(layout.annotations)
-        verify_stored(batches)
         digest = file_digest(source)
         manifest = read_manifest(layout.manifest)
         existing = find_stored(batches, digest)

@@ -38,21 +38,21 @@ def list_batches(folder: Path) -> list[Path]:
     )
 
 
-def verify_stored(batches: list[Path]) -> None:
-    """Refuse a stored batch whose content changed, or that is not where its number says
-    (a batch before it was deleted, or one was added out of order)."""
-    for position, path in enumerate(batches, start=1):
-        match = STORED_NAME.match(path.name)
-        if match is None:
-            continue  # placed by hand: nothing recorded to check it against
-        if int(match["number"]) != position:
-            raise AnnotationError(
-                f"{path}: stored as batch {int(match['number'])} but it is batch {position} in the folder; "
-                "batches are append-only: restore any deleted batch from git (remove labels with "
-                "`alcycle label remove`), and name batches placed by hand so that they sort in order"
-            )
-        if not file_digest(path).startswith(match["digest"]):
-            raise AnnotationError(
+def check_stored(path: Path, name: str, position: int, digest: str) -> None:
+    """Refuse a batch stored as ``name`` whose content (SHA-256 ``digest``) changed, or that is
+    not at the position its number says (a batch before it was deleted, or one was added out
+    of order). A batch placed by hand records nothing to check."""
+    match = STORED_NAME.match(name)
+    if match is None:
+        return
+    if int(match["number"]) != position:
+        raise AnnotationError(
+            f"{path}: stored as batch {int(match['number'])} but it is batch {position} in the folder; "
+            "batches are append-only: restore any deleted batch from git (remove labels with "
+            "`alcycle label remove`), and name batches placed by hand so that they sort in order"
+        )
+    if not digest.startswith(match["digest"]):
+        raise AnnotationError(
                 f"{path}: content changed since it was imported (its name records SHA-256 {match['digest']}…); "
                 "batches are append-only: restore it (git checkout -- <file>) and import corrections as a new batch"
             )

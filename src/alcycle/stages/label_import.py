@@ -27,7 +27,7 @@ import pandas as pd
 from alcycle.annotations.formats import read_annotations
 from alcycle.annotations.matching import ItemMatcher
 from alcycle.annotations.records import FORMULA_STARTS, Annotation, AnnotationError, annotation_error
-from alcycle.annotations.store import list_batches, verify_stored
+from alcycle.annotations.store import check_stored, list_batches
 from alcycle.fileio import atomic_write_csv, atomic_write_text, file_digest
 from alcycle.layout import Layout
 from alcycle.params import ANNOTATOR_RULES, CONFLICT_RULES, LabelImportParams, Params
@@ -165,8 +165,10 @@ def _read_batch(
     classes: tuple[str, ...], settings: LabelImportParams,
 ) -> tuple[dict[str, _Label | None], BatchReport]:
     """One batch's decisions: item -> its new label, or None for a removal."""
+    digest = file_digest(path)
+    check_stored(path, name, cycle, digest)  # before reading: a changed batch is refused as such
     fmt, records = read_annotations(path, settings.choice_name or None)
-    report = BatchReport(batch=name, cycle=cycle, format=fmt, sha256=file_digest(path))
+    report = BatchReport(batch=name, cycle=cycle, format=fmt, sha256=digest)
     labels: dict[str, dict[str, Annotation]] = defaultdict(dict)
     removals: dict[str, Annotation] = {}
     matched_by: set[str] = set()
@@ -235,7 +237,8 @@ def fold(
     """Fold the batches, in the order given, into the labeled pool.
 
     ``batches`` pairs each file with the name the pool records as its ``source`` (its
-    name in the annotation folder). ``manifest`` needs columns ``id``, ``path``, ``split``.
+    name in the annotation folder); a stored name is checked against the file's hash and
+    position (``store.check_stored``). ``manifest`` needs columns ``id``, ``path``, ``split``.
     """
     if settings.on_conflict not in CONFLICT_RULES:
         raise ValueError(f"unknown on_conflict {settings.on_conflict!r}; choose one of: {', '.join(CONFLICT_RULES)}")
@@ -280,7 +283,6 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     The files are replaced only after every batch has been checked.
     """
     batches = list_batches(layout.annotations)
-    verify_stored(batches)
     imported = fold(
         [(p, p.name) for p in batches], read_manifest(layout.manifest), params.classes, params.label_import
     )
