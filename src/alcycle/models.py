@@ -7,15 +7,18 @@ the classifier adds one linear head and owns loss, optimiser and augmentation.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 import torchvision
+from pytorch_lightning.utilities import CombinedLoader
 from torch import nn
+from torch.utils.data import DataLoader
 
 from alcycle.fileio import atomic_write_bytes
 from alcycle.loss_prediction import FeatureTaps, LossPredictor, ranking_loss
@@ -180,6 +183,28 @@ class Classifier(pl.LightningModule):
         )
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def lightning_fit(model: pl.LightningModule, loaders: DataLoader | dict[str, DataLoader], max_steps: int = -1,
+                  callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
+    """One epoch of ``loaders`` (at most ``max_steps`` steps) with Lightning on the CPU, deterministic,
+    with no logger, checkpoint, progress bar or model summary: each stage prints its own progress.
+
+    A dict of loaders gives each step one batch of each, named by its key, until the
+    shortest loader ends (Lightning's ``CombinedLoader`` in ``min_size`` mode).
+    """
+    trainer = pl.Trainer(max_epochs=1, max_steps=max_steps, accelerator="cpu", devices=1, deterministic=True,
+                         logger=False, callbacks=list(callbacks), enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    with warnings.catch_warnings():
+        # One process on a small machine: extra loader workers would only compete with training.
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        # Lightning's own use of a deprecated torch pytree API: nothing a user can act on.
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+        if isinstance(loaders, dict):
+            loaders = CombinedLoader(loaders, mode="min_size")
+        trainer.fit(model, train_dataloaders=loaders)
+    return trainer
 
 
 def predict(model: Classifier, pixels: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
 from alcycle.faiss_ops import kmeans, l2_normalise, pca_whiten
 from alcycle.layout import Layout
-from alcycle.models import Classifier, atomic_torch_save, build_backbone, load_backbone_weights, predict
+from alcycle.models import Classifier, atomic_torch_save, build_backbone, lightning_fit, load_backbone_weights, predict
 from alcycle.params import Params
 
 
@@ -58,9 +58,7 @@ def deepcluster(pixels: np.ndarray, params: Params) -> nn.Module:
         data = TensorDataset(images, torch.from_numpy(assignment))
         loader = DataLoader(data, batch_size=pp.batch_size,
                             sampler=uniform_over_clusters(assignment, k, params.seed + epoch))
-        trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, deterministic=True, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-        trainer.fit(model, train_dataloaders={"labeled": loader})
+        lightning_fit(model, {"labeled": loader})
         print(f"pretrain: DeepCluster epoch {epoch + 1}/{pp.epochs}, "
               f"{len(np.unique(assignment))} clusters in use, largest {np.bincount(assignment).max()}")
     return model.backbone

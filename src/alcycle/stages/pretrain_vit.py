@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from alcycle.layout import Layout
-from alcycle.models import atomic_torch_save
+from alcycle.models import atomic_torch_save, lightning_fit
 from alcycle.params import Params, PretrainVitParams
 from alcycle.stages.pretrain import cluster_targets, uniform_over_clusters
 from alcycle.vit import Vit, build_vit, load_weights, save_vit
@@ -144,12 +143,7 @@ def deepcluster(pixels: np.ndarray, params: Params) -> Vit:
         loader = DataLoader(TensorDataset(images, torch.from_numpy(assignment)), batch_size=vp.batch_size,
                             sampler=uniform_over_clusters(assignment, k, seed),
                             generator=torch.Generator().manual_seed(seed))
-        trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, deterministic=True, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-        with warnings.catch_warnings():
-            # One process on a small machine: extra loader workers would only compete with training.
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            trainer.fit(model, train_dataloaders=loader)
+        trainer = lightning_fit(model, loader)
         print(f"pretrain-vit: DeepCluster epoch {epoch + 1}/{vp.epochs}, loss "
               f"{float(trainer.callback_metrics['train_loss']):.3f}, {len(np.unique(assignment))} clusters in use, "
               f"largest {np.bincount(assignment).max()}", flush=True)

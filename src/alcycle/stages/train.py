@@ -8,18 +8,16 @@ training under pseudo-labels, which are written apart from the labeled pool.
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from alcycle.fileio import atomic_write_csv
 from alcycle.layout import Layout
-from alcycle.models import Classifier, load_backbone_weights, save_model
+from alcycle.models import Classifier, lightning_fit, load_backbone_weights, save_model
 from alcycle.params import Params
 from alcycle.pool import class_index, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.strategies import needs
@@ -81,22 +79,7 @@ def fit(
         pool = torch.from_numpy(np.array(refresh.pool_pixels))
         loaders["pool"] = _loader(TensorDataset(pool, torch.arange(len(pool))), params, stream=1)
         callbacks.append(refresh)
-    trainer = pl.Trainer(
-        max_steps=params.train.steps,
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        deterministic=True,
-        logger=False,
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    with warnings.catch_warnings():
-        # One process on a 2-core machine: extra loader workers would only compete with training.
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(model, train_dataloaders=CombinedLoader(loaders, mode="min_size"))
+    lightning_fit(model, loaders, max_steps=params.train.steps, callbacks=callbacks)
     model.pseudo = None
     return model.eval()
 

@@ -25,7 +25,6 @@ scale, no better than their 53% share of the pool, and over 90% at this one
 from __future__ import annotations
 
 import logging
-import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -35,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from alcycle.models import lightning_fit
 
 MIN_SIDE = 4  # stop halving once the longer side is this small
 BASE_CHANNELS = 16
@@ -199,15 +200,12 @@ def train_adversarial_vae(
     level = lightning_log.level
     lightning_log.setLevel(logging.WARNING)  # no "GPU available" banner at every selection
     try:
-        with _one_thread(), torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-            # One process on a 2-core machine: extra loader workers would only compete with training.
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            # Lightning's own use of a deprecated torch pytree API: nothing a user can act on.
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+        with _one_thread(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AdversarialVAE(channels, height, width, settings.latent_dim, settings.lr, settings.kl_weight,
                                    settings.adversary_weight, adversarial, seed)
-            _trainer().fit(model, train_dataloaders=DataLoader(draws, batch_size=None, num_workers=0))
+            # One pass over ``steps`` pre-drawn batches; max_steps would count both optimisers.
+            lightning_fit(model, DataLoader(draws, batch_size=None, num_workers=0))
     finally:
         lightning_log.setLevel(level)
     return model.eval()
@@ -228,19 +226,6 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def _trainer() -> pl.Trainer:
-    return pl.Trainer(
-        max_epochs=1,  # one pass over ``steps`` pre-drawn batches; max_steps would count both optimisers
-        accelerator="cpu",
-        devices=1,
-        deterministic=True,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
 
 
 @torch.inference_mode()
