@@ -110,13 +110,13 @@ def test_pretrain_batch_size_and_lr_reach_the_trainer(params, monkeypatch):
     import alcycle.stages.pretrain as pretrain
 
     seen = []
-    real_fit = pretrain.pl.Trainer.fit
+    real_fit = pretrain.lightning_fit
 
-    def spy(trainer, model, train_dataloaders):
-        seen.append((train_dataloaders["labeled"].batch_size, model.hparams.lr))
-        return real_fit(trainer, model, train_dataloaders=train_dataloaders)
+    def spy(model, loaders, **kwargs):
+        seen.append((loaders["labeled"].batch_size, model.hparams.lr))
+        return real_fit(model, loaders, **kwargs)
 
-    monkeypatch.setattr(pretrain.pl.Trainer, "fit", spy)
+    monkeypatch.setattr(pretrain, "lightning_fit", spy)
     p = dataclasses.replace(params, pretrain=dataclasses.replace(
         params.pretrain, method="deepcluster", epochs=1, clusters=3, pca=0, batch_size=7, lr=0.02))
     pretrain.deepcluster(toy_digits(n=21)[0], p)
