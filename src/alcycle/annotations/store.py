@@ -2,9 +2,9 @@
 
 A stored batch is named ``batch-<NNNN>-<first 16 hex of its SHA-256><ext>``: its position
 in the folder and its content hash (the ``batch-`` prefix sorts it after batches named
-``batch-NNNN.csv`` by hand or by older versions), so ``labeled.csv``'s ``source`` column names the exact bytes
-that gave each label, and label-import refuses a batch whose bytes no longer match its
-name. Writers hold an exclusive lock (``data/.import.lock``) for the whole
+``batch-NNNN.csv`` by hand or by older versions), so ``labeled.csv``'s ``source`` column
+names the exact bytes that gave each label, and label-import refuses a batch whose bytes
+no longer match its name. Writers hold an exclusive lock (``data/.import.lock``) for the whole
 check-store-rebuild sequence, so two imports at once are applied one after the other.
 """
 
@@ -53,9 +53,9 @@ def check_stored(path: Path, name: str, position: int, digest: str) -> None:
         )
     if not digest.startswith(match["digest"]):
         raise AnnotationError(
-                f"{path}: content changed since it was imported (its name records SHA-256 {match['digest']}…); "
-                "batches are append-only: restore it (git checkout -- <file>) and import corrections as a new batch"
-            )
+            f"{path}: content changed since it was imported (its name records SHA-256 {match['digest']}…); "
+            "batches are append-only: restore it (git checkout -- <file>) and import corrections as a new batch"
+        )
 
 
 def stored_name(number: int, digest: str, suffix: str) -> str:
