@@ -203,21 +203,38 @@ def test_ground_truth_never_reaches_training(project, history):
 
 
 def test_run_cache_restores_never_lose_or_repeat_a_run(project, history):
-    """Going back a cycle and forward again restores train from DVC's run cache; evaluate
-    still runs (never restored) and finds each cycle's existing MLflow run."""
-    [batch] = (project / "data/annotations").glob("batch-0003-*.csv")
-    aside = project / "batch-3.aside"
-    batch.rename(aside)
+    """Replaying cycle 2 from its tag and coming back restores train from DVC's run cache;
+    evaluate still runs (never restored) and finds each cycle's existing MLflow run."""
+    sh(project, "git", "checkout", "--quiet", "cycle-2")
     try:
         back = dvc(project, "repro")
+        assert pd.read_csv(project / "data/labeled.csv", dtype=str).equals(history[2]["labeled"])
     finally:
-        aside.rename(batch)
+        sh(project, "git", "checkout", "--quiet", "-")
     forward = dvc(project, "repro")
     for out in (back, forward):
         assert "Stage 'train' is cached - skipping run" in out
         assert "Running stage 'evaluate'" in out and "already logged as MLflow run" in out
     assert len(mlflow_runs(project)) == CYCLES + 1
     assert pd.read_csv(project / "data/labeled.csv", dtype=str).equals(history[-1]["labeled"])
+    assert sh(project, "git", "status", "--porcelain") == ""
+
+
+def test_a_deleted_batch_stops_the_pipeline(project, history):
+    """Deleting the newest batch must not shrink the pool: label-import names it and the fix."""
+    [batch] = (project / "data/annotations").glob("batch-0003-*.csv")
+    pool = (project / "data/labeled.csv").read_bytes()
+    batch.unlink()
+    try:
+        done = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=project, capture_output=True, text=True,
+                              env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+        assert done.returncode != 0
+        assert f"{batch.name}: missing from data/annotations" in done.stderr + done.stdout
+        assert f"git checkout -- data/annotations/{batch.name}" in done.stderr + done.stdout
+        assert (project / "data/labeled.csv").read_bytes() == pool
+    finally:
+        sh(project, "git", "checkout", "--", "data/annotations")
+    assert "Data and pipelines are up to date" in dvc(project, "repro")
 
 
 def test_commit_refuses_an_unfinished_cycle(project, history):

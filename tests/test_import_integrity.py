@@ -141,7 +141,7 @@ def test_an_interrupted_write_leaves_no_batch_behind(seeded, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(stage, "atomic_write_csv", fail)
+    monkeypatch.setattr(stage, "atomic_write_text", fail)
     with pytest.raises(OSError):
         import_file(layout, params, big)
     assert layout.labeled.read_bytes() == old_pool

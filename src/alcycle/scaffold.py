@@ -84,8 +84,10 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
             "deps": ["data/annotations", "data/prepared/manifest.csv"]
             + code("stages/label_import.py", "annotations"),
             "params": ["classes", "label_import"],
-            "outs": [{"data/labeled.csv": {"cache": False}}],
-            "metrics": [{"metrics/label_import.json": {"cache": False}}],
+            # persist: DVC would delete the pool and its report before the stage runs, and
+            # label-import reads them to find a missing batch or a hand edit.
+            "outs": [{"data/labeled.csv": {"cache": False, "persist": True}}],
+            "metrics": [{"metrics/label_import.json": {"cache": False, "persist": True}}],
         },
         "train": {
             "cmd": "alcycle train",

@@ -220,10 +220,59 @@ def test_refuse_rule_names_the_item_and_the_votes(tmp_path):
         import_labels([batch], MANIFEST, CLASSES, annotators="refuse")
 
 
-def test_one_annotator_giving_two_labels_is_an_error_whatever_the_rule(tmp_path):
+# ann labels a twice (cat, then dog an hour later); bob says cat. b: ann says dog, then dog again.
+TWICE = "id,label,annotator,time\n" \
+    "a,cat,ann,2026-01-01T10:00:00\nb,dog,ann,2026-01-01T10:00:00\na,cat,bob,2026-01-01T10:30:00\n" \
+    "a,dog,ann,2026-01-01T11:00:00\nb,dog,ann,2026-01-01T11:00:00\n"
+
+
+@pytest.mark.parametrize("rule, label, annotators", [
+    # latest: ann's later dog is the most recent annotation of a
+    ("latest", "dog", "ann"),
+    # majority: ann's later dog replaces ann's cat before counting, so 1:1 with bob's cat; the latest (ann's) wins
+    ("majority", "dog", "ann"),
+])
+def test_one_annotators_later_label_replaces_their_earlier_one(tmp_path, rule, label, annotators):
+    batch = write(tmp_path / "v.csv", TWICE)
+    settings = LabelImportParams(on_conflict="refuse", annotators=rule)
+    imported = fold([(batch, "v.csv")], MANIFEST, CLASSES, settings)
+    expected = table([("a", label, 1, "v.csv", annotators), ("b", "dog", 1, "v.csv", "ann")])
+    pd.testing.assert_frame_equal(imported.table, expected)
+    report = imported.report()
+    corrected, disagreement = report["batches"][0]["disagreements"]
+    assert corrected == {"batch": "v.csv", "id": "a", "annotator": "ann", "replaced": ["cat"], "chosen": "dog",
+                         "rule": rule}
+    assert disagreement["votes"] == {"cat": ["bob"], "dog": ["ann"]} and disagreement["chosen"] == label
+    assert report["annotator_disagreements"] == 2 and report["newest_batch_disagreements"] == 2
+
+
+def test_majority_counts_a_person_once_after_their_correction(tmp_path):
+    # ann: cat then dog; bob and cy: dog. Counted once each: dog 3:0, no disagreement between people.
+    content = "id,label,annotator,time\na,cat,ann,2026-01-01T10:00:00\na,dog,bob,2026-01-01T10:00:00\n" \
+              "a,dog,cy,2026-01-01T10:00:00\na,dog,ann,2026-01-01T12:00:00\n"
+    imported = fold([(write(tmp_path / "v.csv", content), "v.csv")], MANIFEST, CLASSES, LabelImportParams("refuse"))
+    pd.testing.assert_frame_equal(imported.table, table([("a", "dog", 1, "v.csv", "ann;bob;cy")]))
+    [corrected] = imported.report()["batches"][0]["disagreements"]
+    assert corrected["annotator"] == "ann" and corrected["replaced"] == ["cat"]
+
+
+def test_one_annotator_giving_two_labels_stays_refused_under_refuse(tmp_path):
+    batch = write(tmp_path / "v.csv", TWICE)
+    expected = r"line 5: id 'a' is labeled 'dog' but line 2 labeled it 'cat'; expected one label per id from " \
+               r"annotator 'ann'.*label_import.annotators: latest or majority"
+    with pytest.raises(AnnotationError, match=expected):
+        import_labels([batch], MANIFEST, CLASSES, annotators="refuse")
+
+
+def test_one_annotator_giving_two_labels_without_times_is_refused(tmp_path):
     batch = write(tmp_path / "v.csv", "id,label,annotator\na,cat,ann\nb,dog,bob\na,dog,ann\n")
-    with pytest.raises(AnnotationError, match=r"line 4: id 'a' is labeled 'dog' but line 2 labeled it 'cat'"):
+    with pytest.raises(AnnotationError, match=r"line 4: annotator 'ann' labeled id 'a' 'cat' \(line 2\) and 'dog' "
+                                              r"\(line 4\) and the export gives no times"):
         import_labels([batch], MANIFEST, CLASSES, annotators="majority")
+    anonymous = write(tmp_path / "w.csv", "id,label\na,cat\na,dog\n")
+    with pytest.raises(AnnotationError, match=r"line 3: id 'a' is labeled 'dog' but line 2 labeled it 'cat'; "
+                                              r"expected one label per id from the batch"):
+        import_labels([anonymous], MANIFEST, CLASSES, annotators="latest")
 
 
 def test_a_tie_without_times_is_refused(tmp_path):

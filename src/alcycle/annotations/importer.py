@@ -32,7 +32,8 @@ from alcycle.fileio import file_digest
 from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import read_manifest
-from alcycle.stages.label_import import BatchReport, fold, write
+from alcycle.annotations.history import check_none_missing, discarded_edit
+from alcycle.stages.label_import import BatchReport, Imported, fold, last_written, write
 
 # Stored batches keep the extension that says what they are, whatever the file was called.
 SUFFIXES = {
@@ -49,45 +50,75 @@ SUFFIXES = {
 @dataclass(frozen=True)
 class ImportResult:
     source: Path
-    stored: Path
-    new: bool  # False: the same bytes were already stored, nothing changed
-    report: BatchReport | None  # what the batch contributed (None when it was already stored)
+    stored: Path | None  # None: the batch adds or changes no label, so it was not stored
+    new: bool  # False: nothing changed (the same bytes were stored already, or the same labels)
+    report: BatchReport | None  # what the batch contributed (None when its bytes were already stored)
+    note: str = ""  # a hand edit of the pool that this import discarded
 
     def describe(self) -> str:
-        if not self.new:
-            return f"{self.source}: already imported as {self.stored.name}; nothing changed"
-        r = self.report
-        parts = [f"{r.labeled} label(s)" + (f", {r.removed} removal(s)" if r.removed else "")]
-        parts.append(f"format {r.format}, matched by {' and '.join(r.matched_by)}")
-        if r.cancelled:
-            parts.append(f"{r.cancelled} cancelled annotation(s) skipped")
-        if r.disagreements:
-            shown = "; ".join(f"{d['id']}: {d['votes']} -> {d['chosen']!r}" for d in r.disagreements[:5])
-            parts.append(f"{len(r.disagreements)} item(s) with disagreeing annotators ({shown})")
-        return f"{self.source}: stored as {self.stored.name} (cycle {r.cycle}): " + "; ".join(parts)
+        if self.stored is None:
+            r = self.report
+            text = f"{self.source}: adds or changes no label; not stored (format {r.format}, {r.labeled} label(s))"
+        elif not self.new:
+            text = f"{self.source}: already imported as {self.stored.name}; nothing changed"
+        else:
+            text = f"{self.source}: stored as {self.stored.name} (cycle {self.report.cycle}): " + _contribution(
+                self.report
+            )
+        return text + (f"\n{self.note}" if self.note else "")
+
+
+def _contribution(r: BatchReport) -> str:
+    parts = [f"{r.labeled} label(s)" + (f", {r.removed} removal(s)" if r.removed else "")]
+    parts.append(f"format {r.format}, matched by {' and '.join(r.matched_by)}")
+    if r.cancelled:
+        parts.append(f"{r.cancelled} cancelled annotation(s) skipped")
+    corrected = [d for d in r.disagreements if "replaced" in d]
+    if corrected:
+        shown = "; ".join(f"{d['id']}: {d['replaced']} -> {d['chosen']!r} by {d['annotator']}" for d in corrected[:5])
+        parts.append(f"{len(corrected)} label(s) replaced by the same annotator's later annotation ({shown})")
+    disagreed = [d for d in r.disagreements if "votes" in d]
+    if disagreed:
+        shown = "; ".join(f"{d['id']}: {d['votes']} -> {d['chosen']!r}" for d in disagreed[:5])
+        parts.append(f"{len(disagreed)} item(s) with disagreeing annotators ({shown})")
+    return "; ".join(parts)
 
 
 def import_file(layout: Layout, params: Params, source: Path) -> ImportResult:
-    """Store ``source`` as the next batch and rebuild the labeled pool (see the module doc)."""
+    """Store ``source`` as the next batch and rebuild the labeled pool (see the module doc).
+    A batch that adds or changes no label is reported and not stored."""
     source = Path(source)
     if not source.is_file():
         raise AnnotationError(f"{source}: not a file; expected an annotation export to import")
     with import_lock(layout):
         batches = list_batches(layout.annotations)
+        check_none_missing(layout, batches)
+        stored = [(p, p.name) for p in batches]
         digest = file_digest(source)
         manifest = read_manifest(layout.manifest)
+        before = last_written(layout, batches)
         existing = find_stored(batches, digest)
         if existing is not None:
             # Still rebuild: a crash after storing the batch may have left the old pool.
-            write(layout, fold([(p, p.name) for p in batches], manifest, params.classes, params.label_import))
-            return ImportResult(source, existing, new=False, report=None)
+            imported = fold(stored, manifest, params.classes, params.label_import, _known(before))
+            note = discarded_edit(layout, imported.earlier.get(before))
+            write(layout, imported)
+            return ImportResult(source, existing, new=False, report=None, note=note)
         target = layout.annotations / stored_name(next_number(batches), digest, SUFFIXES[detect(source)])
-        imported = fold(
-            [(p, p.name) for p in batches] + [(source, target.name)], manifest, params.classes, params.label_import
-        )
+        snapshots = _known(before) + (len(batches),)
+        imported = fold(stored + [(source, target.name)], manifest, params.classes, params.label_import, snapshots)
+        note = discarded_edit(layout, imported.earlier.get(before))
+        unchanged = imported.earlier[len(batches)]
+        if imported.table.equals(unchanged):
+            write(layout, Imported(unchanged, imported.batches[:-1]))
+            return ImportResult(source, None, new=False, report=imported.batches[-1], note=note)
         copy_in(source, target, digest)
         write(layout, imported)
-        return ImportResult(source, target, new=True, report=imported.batches[-1])
+        return ImportResult(source, target, new=True, report=imported.batches[-1], note=note)
+
+
+def _known(count: int | None) -> tuple[int, ...]:
+    return () if count is None else (count,)
 
 
 def remove_labels(layout: Layout, params: Params, ids: list[str], reason: str) -> ImportResult:

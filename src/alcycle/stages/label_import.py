@@ -16,26 +16,32 @@ is written, so the labeled pool on disk stays as it was.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from alcycle.annotations.formats import read_annotations
+from alcycle.annotations.history import (
+    RELABEL_PREFIX,
+    check_none_missing,
+    discarded_edit,
+    pool_text,
+    reported_batches,
+)
 from alcycle.annotations.matching import ItemMatcher
 from alcycle.annotations.records import FORMULA_STARTS, Annotation, AnnotationError, annotation_error
+from alcycle.annotations.resolve import ItemVotes, decide
 from alcycle.annotations.store import check_stored, list_batches
-from alcycle.fileio import atomic_write_csv, atomic_write_text, file_digest
+from alcycle.fileio import atomic_write_text, file_digest
 from alcycle.layout import Layout
 from alcycle.params import ANNOTATOR_RULES, CONFLICT_RULES, LabelImportParams, Params
 from alcycle.pool import LABELED_COLUMNS, empty_labeled, read_manifest
 
 __all__ = ["AnnotationError", "Imported", "fold", "import_labels", "list_batches", "run", "write"]
 
-RELABEL_PREFIX = "relabel:"
 MATCHED_BY = {"id": "alcycle id", "file": "image file name"}
 
 
@@ -71,6 +77,7 @@ class BatchReport:
 class Imported:
     table: pd.DataFrame  # the labeled pool: LABELED_COLUMNS, sorted by id
     batches: list[BatchReport]
+    earlier: dict[int, pd.DataFrame] = field(default_factory=dict)  # the pool after the first k batches
 
     def report(self) -> dict:
         disagreements = [d for b in self.batches for d in b.disagreements]
@@ -101,65 +108,6 @@ def _check_class(path: Path, record: Annotation, classes: tuple[str, ...]) -> No
     raise annotation_error(path, record.where, f"{what}; expected exactly one of: {', '.join(classes)}")
 
 
-def _when(path: Path, record: Annotation) -> datetime:
-    """The annotation's time; one without a zone is taken as UTC, so all times compare."""
-    try:
-        when = datetime.fromisoformat(record.when)
-    except ValueError:
-        what = f"annotation time {record.when!r} is not an ISO 8601 time; the 'latest' rule needs one"
-        raise annotation_error(path, record.where, what) from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-
-
-def _vote(path: Path, item: str, by_annotator: dict[str, Annotation], record: Annotation) -> None:
-    """Record one annotator's label for ``item``: once per annotator, so memory grows with
-    items and annotators, not with the size of the file."""
-    earlier = by_annotator.get(record.annotator)
-    if earlier is None:
-        by_annotator[record.annotator] = record
-    elif earlier.label != record.label:
-        who = f"annotator {record.annotator!r}" if record.annotator else "the batch"
-        what = (
-            f"id {item!r} is labeled {record.label!r} but {earlier.where} labeled it {earlier.label!r}; "
-            f"expected one label per id from {who}"
-        )
-        raise annotation_error(path, record.where, what)
-
-
-def _decide(path: Path, item: str, by_annotator: dict[str, Annotation], rule: str) -> tuple[str, str, dict | None]:
-    """One label for ``item`` from its annotators' votes in one batch: (label, annotators, disagreement)."""
-    votes: dict[str, list[str]] = defaultdict(list)
-    for annotator, record in by_annotator.items():
-        votes[record.label].append(annotator)
-    if len(votes) == 1:
-        label = next(iter(votes))
-        return label, ";".join(sorted(a for a in votes[label] if a)), None
-    ballot = ", ".join(f"{label!r} by {', '.join(sorted(who)) or 'anonymous'}" for label, who in sorted(votes.items()))
-    first = next(iter(by_annotator.values()))
-    if rule == "refuse":
-        what = (
-            f"annotators disagree on id {item!r} ({ballot}); set label_import.annotators: "
-            "majority or latest in params.yaml to resolve disagreements"
-        )
-        raise annotation_error(path, first.where, what)
-    counts = Counter({label: len(who) for label, who in votes.items()})
-    top = max(counts.values())
-    candidates = [label for label, n in counts.items() if rule == "latest" or n == top]
-    if len(candidates) == 1:
-        label = candidates[0]
-    else:  # "latest", or a majority tie: the most recent annotation among the candidates decides
-        timed = [r for r in by_annotator.values() if r.label in candidates]
-        if any(not r.when for r in timed):
-            what = (
-                f"annotators disagree on id {item!r} ({ballot}) and the export gives no annotation times "
-                f"to pick the latest; expected times, or label_import.annotators: refuse"
-            )
-            raise annotation_error(path, first.where, what)
-        label = max(timed, key=lambda r: _when(path, r)).label
-    disagreement = {"id": item, "votes": {lab: sorted(who) for lab, who in sorted(votes.items())}, "chosen": label}
-    return label, ";".join(sorted(a for a in votes[label] if a)), disagreement
-
-
 def _read_batch(
     path: Path, name: str, cycle: int, matcher: ItemMatcher, splits: dict[str, str],
     classes: tuple[str, ...], settings: LabelImportParams,
@@ -169,7 +117,7 @@ def _read_batch(
     check_stored(path, name, cycle, digest)  # before reading: a changed batch is refused as such
     fmt, records = read_annotations(path, settings.choice_name or None)
     report = BatchReport(batch=name, cycle=cycle, format=fmt, sha256=digest)
-    labels: dict[str, dict[str, Annotation]] = defaultdict(dict)
+    labels: dict[str, ItemVotes] = {}
     removals: dict[str, Annotation] = {}
     matched_by: set[str] = set()
     for record in records:
@@ -186,7 +134,9 @@ def _read_batch(
             removals[item] = record
             continue
         _check_class(path, record, classes)
-        _vote(path, item, labels[item], record)
+        if item not in labels:
+            labels[item] = ItemVotes(path, item, settings.annotators)
+        labels[item].add(record)
     if not labels and not removals:
         what = (
             f"every one of its {report.cancelled} annotation(s) is cancelled; nothing to import"
@@ -196,11 +146,10 @@ def _read_batch(
         raise annotation_error(path, "whole file", what)
     report.matched_by = sorted(matched_by)
     decisions: dict[str, _Label | None] = {}
-    for item, by_annotator in labels.items():
-        label, annotators, disagreement = _decide(path, item, by_annotator, settings.annotators)
-        if disagreement is not None:
-            report.disagreements.append({"batch": name, **disagreement, "rule": settings.annotators})
-        decisions[item] = _Label(label, cycle, name, annotators, name, next(iter(by_annotator.values())).where)
+    for item, votes in labels.items():
+        label, annotators, resolutions = decide(votes)
+        report.disagreements += [{"batch": name, **r, "rule": settings.annotators} for r in resolutions]
+        decisions[item] = _Label(label, cycle, name, annotators, name, votes.where)
     report.labeled = len(decisions)
     for item, record in removals.items():
         if item in decisions:
@@ -232,13 +181,15 @@ def _apply(state: dict[str, _Label], item: str, new: _Label | None, path: Path, 
 
 
 def fold(
-    batches: list[tuple[Path, str]], manifest: pd.DataFrame, classes: tuple[str, ...], settings: LabelImportParams
+    batches: list[tuple[Path, str]], manifest: pd.DataFrame, classes: tuple[str, ...], settings: LabelImportParams,
+    snapshots: tuple[int, ...] = (),
 ) -> Imported:
     """Fold the batches, in the order given, into the labeled pool.
 
     ``batches`` pairs each file with the name the pool records as its ``source`` (its
     name in the annotation folder); a stored name is checked against the file's hash and
     position (``store.check_stored``). ``manifest`` needs columns ``id``, ``path``, ``split``.
+    ``Imported.earlier[k]`` is the pool after the first ``k`` batches, for each ``k`` in ``snapshots``.
     """
     if settings.on_conflict not in CONFLICT_RULES:
         raise ValueError(f"unknown on_conflict {settings.on_conflict!r}; choose one of: {', '.join(CONFLICT_RULES)}")
@@ -249,17 +200,24 @@ def fold(
     splits = dict(zip(manifest["id"], manifest["split"]))
     state: dict[str, _Label] = {}
     reports = []
+    earlier = {0: empty_labeled()} if 0 in snapshots else {}
     for cycle, (path, name) in enumerate(batches, start=1):
         decisions, report = _read_batch(Path(path), name, cycle, matcher, splits, classes, settings)
         for item, decision in decisions.items():
             _apply(state, item, decision, Path(path), settings.on_conflict)
         reports.append(report)
+        if cycle in snapshots:
+            earlier[cycle] = _table(state)
+    return Imported(_table(state), reports, earlier)
+
+
+def _table(state: dict[str, _Label]) -> pd.DataFrame:
     if not state:
-        return Imported(empty_labeled(), reports)
+        return empty_labeled()
     rows = [(item, lab.label, lab.cycle, lab.source, lab.annotator) for item, lab in state.items()]
     table = pd.DataFrame(rows, columns=LABELED_COLUMNS)
     table["cycle"] = table["cycle"].astype("int64")
-    return Imported(table.sort_values("id", kind="stable").reset_index(drop=True), reports)
+    return table.sort_values("id", kind="stable").reset_index(drop=True)
 
 
 def import_labels(
@@ -272,19 +230,37 @@ def import_labels(
 
 
 def write(layout: Layout, imported: Imported) -> None:
-    """Replace the labeled pool, then the report; each file atomically (old or new, never a mix)."""
-    atomic_write_csv(layout.labeled, imported.table)
-    atomic_write_text(layout.import_report, json.dumps(imported.report(), indent=2) + "\n")
+    """Replace the labeled pool, then the report; each file atomically (old or new, never a mix).
+    The report records the pool's digest, so a later hand edit of the pool shows."""
+    text = pool_text(imported.table)
+    atomic_write_text(layout.labeled, text)
+    report = {**imported.report(), "labeled_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    atomic_write_text(layout.import_report, json.dumps(report, indent=2) + "\n")
+
+
+def last_written(layout: Layout, batches: list[Path]) -> int | None:
+    """How many of ``batches`` the pool on disk was built from (its report lists them), if known."""
+    reported = reported_batches(layout)
+    if reported is None or reported != [p.name for p in batches[: len(reported)]]:
+        return None
+    return len(reported)
 
 
 def run(layout: Layout, params: Params) -> pd.DataFrame:
     """Rebuild ``layout.labeled`` from every batch in ``layout.annotations``; return the table.
 
-    The files are replaced only after every batch has been checked.
+    The files are replaced only after every batch has been checked, and none the project
+    stored is missing; a hand edit of the pool is discarded with a note.
     """
     batches = list_batches(layout.annotations)
+    check_none_missing(layout, batches)
+    before = last_written(layout, batches)
     imported = fold(
-        [(p, p.name) for p in batches], read_manifest(layout.manifest), params.classes, params.label_import
+        [(p, p.name) for p in batches], read_manifest(layout.manifest), params.classes, params.label_import,
+        snapshots=() if before is None else (before,),
     )
+    note = discarded_edit(layout, imported.earlier.get(before))
     write(layout, imported)
+    if note:
+        print(f"label-import: {note}")
     return imported.table
