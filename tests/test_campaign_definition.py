@@ -73,6 +73,13 @@ def test_a_campaign_made_before_the_labeling_tool_keys_still_loads(tmp_path):
     assert campaign.cell_params(base, Cell("random", "plain", 0)).select.image_url_prefix == "http://files.invalid/"
 
 
+def test_a_campaign_made_before_prepare_on_unreadable_still_loads(tmp_path):
+    campaign = load_campaign(write_campaign(tmp_path))
+    base = base_params()
+    del base["prepare"]["on_unreadable"]
+    assert campaign.cell_params(base, Cell("random", "plain", 0)).prepare.on_unreadable == "refuse"
+
+
 def test_a_recipe_naming_no_strategy_fails_with_the_cell(tmp_path):
     recipes = {"strategies": {"nope": {}}, "options": {"plain": {}}}
     campaign = load_campaign(write_campaign(tmp_path, strategies=["nope"], options=["plain"], recipes=recipes))

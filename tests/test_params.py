@@ -33,6 +33,8 @@ def test_the_shipped_params_load():
         ("  source: mnist", "  source: imagenet", "'prepare.source' is 'imagenet'; choose one of: mnist, folder, csv"),
         ("  source: mnist", "  source: folder", "'prepare.path' is empty; source 'folder' needs it"),
         ("  channels: 1", "  channels: 2", "'prepare.channels' is 2; choose 1 or 3"),
+        ("  on_unreadable: refuse", "  on_unreadable: ignore",
+         "'prepare.on_unreadable' is 'ignore'; choose one of: refuse, skip"),
         ("  on_conflict: refuse", "  on_conflict: merge", "choose one of: refuse, relabel"),
         ("  budget: 20", "  budget: 0", "'select.budget' is 0; it must be at least 1"),
         ("  strategy: entropy", "  strategy: entrpy",

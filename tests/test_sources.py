@@ -12,7 +12,7 @@ import torch
 from conftest import make_params
 from PIL import Image
 
-from alcycle.sources import SourceError, list_items, load_image, path_id
+from alcycle.sources import SourceError, UnreadableImageError, list_items, load_image, path_id
 
 RED = (200, 30, 90)
 RED_GRAY = 88  # Pillow's Image.convert("L") of RED: (200*19595 + 30*38470 + 90*7471 + 2**15) >> 16
@@ -161,6 +161,15 @@ def test_undecodable_file_names_the_file(tmp_path: Path, name: str) -> None:
     path.write_bytes(b"not an image at all")
     with pytest.raises(SourceError, match=name):
         load_image(path, 1, 8)
+
+
+def test_undecodable_file_gives_the_decoders_reason_without_its_source_location(tmp_path: Path) -> None:
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG but not really")
+    with pytest.raises(UnreadableImageError) as error:
+        load_image(path, 1, 8)
+    assert error.value.reason == "Content is not png!"
+    assert str(error.value) == f"{path}: cannot decode the image (Content is not png!)"
 
 
 # --- CSV source ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ class Layout:
 
     @property
     def prepared(self) -> Path:
-        """DVC-cached: images/, manifest.csv, pixels.npy."""
+        """DVC-cached: images/, manifest.csv, pixels.npy (and skipped.csv)."""
         return self.root / "data" / "prepared"
 
     @property
@@ -29,6 +29,11 @@ class Layout:
     @property
     def pixels(self) -> Path:
         return self.prepared / "pixels.npy"
+
+    @property
+    def skipped(self) -> Path:
+        """Images prepare left out because they cannot be read (``prepare.on_unreadable: skip``)."""
+        return self.prepared / "skipped.csv"
 
     @property
     def truth(self) -> Path:

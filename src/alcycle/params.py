@@ -28,6 +28,7 @@ class PrepareParams:
     test_fraction: float  # share of items held out as the test split
     subsample: int  # keep only this many items, chosen with split_seed (0 = all)
     split_seed: int
+    on_unreadable: str = "refuse"  # refuse | skip: images that cannot be decoded
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ class Params:
 
 
 SOURCES = ("mnist", "folder", "csv")
+UNREADABLE_RULES = ("refuse", "skip")
 PRETRAIN_METHODS = ("none", "deepcluster", "weights")
 INITS = ("scratch", "pretrained")
 SEMI_SUPERVISED = ("none", "label_propagation", "ceal")
@@ -327,6 +329,9 @@ def _check(params: Params, source: Path) -> None:
         problems.append(f"'prepare.source' is {params.prepare.source!r}; choose one of: {', '.join(SOURCES)}")
     if params.prepare.source != "mnist" and not params.prepare.path:
         problems.append(f"'prepare.path' is empty; source {params.prepare.source!r} needs it")
+    if params.prepare.on_unreadable not in UNREADABLE_RULES:
+        problems.append(f"'prepare.on_unreadable' is {params.prepare.on_unreadable!r}; "
+                        f"choose one of: {', '.join(UNREADABLE_RULES)}")
     if params.prepare.channels not in (1, 3):
         problems.append(f"'prepare.channels' is {params.prepare.channels}; choose 1 or 3")
     if params.prepare.image_size < 8:

