@@ -169,6 +169,9 @@ BILLION_LAUGHS = (
     b'<annotations><version>1.1</version><image id="0" name="&lol2;"/></annotations>\n'
 )
 
+# A central directory entry that needs zip version 6.4 (0x40), then the end-of-central-directory record.
+NEWER_ZIP = b"PK\x01\x02\x00\x00\x40" + bytes(107) + b"PK\x05\x06" + bytes(8) + (114).to_bytes(4, "little") + bytes(6)
+
 # name: (file content, what the message must say)
 BAD_INPUTS = {
     "unknown id": (b"id,label\nb,dog\nzz,cat\n", "line 3: id 'zz' is not in the pool manifest"),
@@ -211,6 +214,10 @@ BAD_INPUTS = {
     "path traversal in a local-files URL": (
         ls_json(ls_task("/data/local-files/?d=../../b.png")),
         "climbs out of its folder",
+    ),
+    "zip that needs a newer zip version": (  # found by the fuzz test: zipfile raises NotImplementedError
+        NEWER_ZIP,
+        "zip: is not a readable zip archive (zip file version 6.4)",
     ),
     "path traversal in a zip member": (
         zipped({"synsets.txt": b"cat\ndog\n", "../default.txt": b"b.png 0\n"}),
