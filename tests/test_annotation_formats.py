@@ -63,7 +63,7 @@ def choice(value: str | list[str], from_name: str = "choice") -> dict:
 def test_formats_are_the_published_list() -> None:
     assert FORMATS == (
         "alcycle-csv", "alcycle-removal", "labelstudio-json", "labelstudio-json-min",
-        "labelstudio-csv", "cvat-images-xml", "cvat-imagenet",
+        "labelstudio-csv", "labelstudio-tsv", "cvat-images-xml", "cvat-imagenet",
     )
 
 
@@ -102,6 +102,36 @@ def test_labelstudio_json_locates_each_annotation_and_dates_it() -> None:
 def test_flat_labelstudio_exports_locate_records() -> None:
     assert records(EXPORTS / "labelstudio-min.json")[0].where == "record 1 (task id 101, annotation id 201)"
     assert [r.where for r in records(EXPORTS / "labelstudio.csv")][:2] == ["line 2", "line 3"]
+
+
+def test_labelstudio_tsv_is_the_csv_export_with_tabs() -> None:
+    assert detect(EXPORTS / "labelstudio.tsv") == "labelstudio-tsv"
+    assert records(EXPORTS / "labelstudio.tsv") == records(EXPORTS / "labelstudio.csv")
+
+
+TSV = (EXPORTS / "labelstudio.tsv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        (TSV[: TSV.index("bob@example.com") + 3], ("line 3", "malformed TSV (unexpected end of data)",
+                                                   "expected a Label Studio TSV export")),
+        (TSV[: TSV.index('"bob@example.com"')], ("line 3", "has 3 field(s); expected 9 like the header")),
+        (TSV.replace('"4"', '"4"x'), ("line 5", "malformed TSV", "expected a Label Studio TSV export")),
+        (TSV.replace('"lead_time"\t', ""), ("line 1", "(tab-separated)", "JSON / JSON-MIN / CSV / TSV export")),
+    ],
+    ids=["cut inside a field", "cut after a field", "stray quote", "no lead_time column"],
+)
+def test_bad_labelstudio_tsv_names_file_line_and_problem(tmp_path: Path, content: str, needles: tuple) -> None:
+    fails(write(tmp_path / "t.tsv", content), *needles)
+
+
+@pytest.mark.parametrize("header", ["id\tlabel", "id\tremoved_because"])
+def test_plain_tsv_is_refused_with_the_expected_header(tmp_path: Path, header: str) -> None:
+    path = write(tmp_path / "b.tsv", f"{header}\nmnist-0001\tx\n")
+    message = fails(path, "line 1", "is tab-separated", "expected commas: a CSV with header id,label")
+    assert "Label Studio's TSV export" in message
 
 
 # --- alcycle's own CSV ----------------------------------------------------------------------
@@ -193,9 +223,11 @@ def test_flat_labelstudio_several_choices_are_an_error(tmp_path: Path) -> None:
     fails(write(tmp_path / "m.json", json.dumps(rows)), "record 2", "chose 2 classes")
     text = (EXPORTS / "labelstudio.csv").read_text().replace('"6"', '"{""choices"": [""6"", ""8""]}"')
     fails(write(tmp_path / "c.csv", text), "line 3", "chose 2 classes")
+    tsv = (EXPORTS / "labelstudio.tsv").read_text().replace('"6"', '"{""choices"": [""6"", ""8""]}"')
+    fails(write(tmp_path / "c.tsv", tsv), "line 3", "chose 2 classes")
 
 
-@pytest.mark.parametrize("fixture", ["labelstudio.json", "labelstudio-min.json", "labelstudio.csv"])
+@pytest.mark.parametrize("fixture", ["labelstudio.json", "labelstudio-min.json", "labelstudio.csv", "labelstudio.tsv"])
 def test_labelstudio_formula_annotator_is_refused(tmp_path: Path, fixture: str) -> None:
     text = (EXPORTS / fixture).read_text().replace("bob@example.com", "=cmd|' /C calc'!A0")
     fails(write(tmp_path / "x", text), "annotator \"=cmd", "formula")
@@ -385,7 +417,14 @@ def _peak_memory(path: Path) -> tuple[int, int]:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("make", [_big_labelstudio, _big_xml, _big_csv])
+def _big_labelstudio_tsv(path: Path, rows: int) -> None:
+    header, first = TSV.splitlines()[:2]
+    with path.open("w", encoding="utf-8") as out:
+        out.write(header + "\r\n")
+        out.writelines(first.replace('"mnist-0000"', f'"item-{n}"', 1) + "\r\n" for n in range(rows))
+
+
+@pytest.mark.parametrize("make", [_big_labelstudio, _big_xml, _big_csv, _big_labelstudio_tsv])
 def test_reading_memory_does_not_grow_with_the_file(tmp_path: Path, make) -> None:
     """A file ten times larger needs no more memory: nothing holds the whole file or all records.
 

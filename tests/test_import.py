@@ -55,6 +55,7 @@ IMPORTS = {
     "labelstudio.json": ("labelstudio-json", BY_ID, LS_LABELS),
     "labelstudio-min.json": ("labelstudio-json-min", BY_ID, LS_LABELS),
     "labelstudio.csv": ("labelstudio-csv", BY_ID, LS_LABELS),
+    "labelstudio.tsv": ("labelstudio-tsv", BY_ID, LS_LABELS),
     "labelstudio-upload.json": ("labelstudio-json", BY_NAME, {"0000": "5", "0002": "4", "0005": "2"}),
     "cvat-images.xml": ("cvat-images-xml", BY_NAME, CVAT_LABELS),
     "cvat-imagenet.zip": ("cvat-imagenet", BY_NAME, CVAT_LABELS),
@@ -73,7 +74,7 @@ def test_real_exports_become_the_labeled_pool(tmp_path, name):
     pool = read_labeled(layout.labeled)
     assert set(pool["source"]) == {result.stored.name} and set(pool["cycle"]) == {1}
     report = json.loads(layout.import_report.read_text())
-    if name in ("labelstudio.json", "labelstudio-min.json", "labelstudio.csv"):
+    if name in ("labelstudio.json", "labelstudio-min.json", "labelstudio.csv", "labelstudio.tsv"):
         assert report["annotator_disagreements"] == 1
         [disagreement] = report["batches"][0]["disagreements"]
         assert disagreement["id"] == "mnist-0001" and disagreement["chosen"] == "6"
@@ -101,6 +102,18 @@ def test_format_comes_from_content_not_the_extension(tmp_path):
     disguised.write_bytes((EXPORTS / "cvat-images.xml").read_bytes())
     result = import_file(layout, params, disguised)
     assert result.report.format == "cvat-images-xml" and result.stored.suffix == ".xml"
+
+
+def test_a_labelstudio_tsv_is_stored_as_tsv_and_gives_the_csv_pool(tmp_path):
+    pools = {}
+    for name in ("labelstudio.csv", "labelstudio.tsv"):
+        (tmp_path / name).mkdir()
+        layout, params = mnist_project(tmp_path / name)
+        result = import_file(layout, params, EXPORTS / name)
+        assert result.stored.suffix == Path(name).suffix
+        pools[name] = read_labeled(layout.labeled).drop(columns="source")
+    pd.testing.assert_frame_equal(pools["labelstudio.tsv"], pools["labelstudio.csv"])
+    assert len(pools["labelstudio.tsv"]) == 5
 
 
 def test_batches_are_numbered_and_named_by_content_hash(tmp_path):
@@ -169,6 +182,15 @@ BILLION_LAUGHS = (
     b'<annotations><version>1.1</version><image id="0" name="&lol2;"/></annotations>\n'
 )
 
+# A central directory entry that needs zip version 6.4 (0x40), then the end-of-central-directory record.
+NEWER_ZIP = b"PK\x01\x02\x00\x00\x40" + bytes(107) + b"PK\x05\x06" + bytes(8) + (114).to_bytes(4, "little") + bytes(6)
+
+LS_TSV = (
+    b'"alcycle_id"\t"annotation_id"\t"annotator"\t"choice"\t"created_at"\t"id"\t"image"\t"lead_time"\t"updated_at"\r\n'
+    b'"b"\t11\t"ann@example.com"\t"dog"\t"2026-01-01T00:00:00Z"\t1\t"images/b.png"\t2.5\t"2026-01-01T00:00:00Z"\r\n'
+    b'"c"\t12\t"ann@example.com"\t"cat"\t"2026-01-01T00:00:00Z"\t2\t"images/c.png"\t2.5\t"2026-01-01T00:00:00Z"\r\n'
+)
+
 # name: (file content, what the message must say)
 BAD_INPUTS = {
     "unknown id": (b"id,label\nb,dog\nzz,cat\n", "line 3: id 'zz' is not in the pool manifest"),
@@ -212,6 +234,10 @@ BAD_INPUTS = {
         ls_json(ls_task("/data/local-files/?d=../../b.png")),
         "climbs out of its folder",
     ),
+    "zip that needs a newer zip version": (  # found by the fuzz test: zipfile raises NotImplementedError
+        NEWER_ZIP,
+        "zip: is not a readable zip archive (zip file version 6.4)",
+    ),
     "path traversal in a zip member": (
         zipped({"synsets.txt": b"cat\ndog\n", "../default.txt": b"b.png 0\n"}),
         "member '../default.txt': is an absolute path or climbs out",
@@ -225,6 +251,19 @@ BAD_INPUTS = {
     "test-split item": (b"id,label\nt,cat\n", "test items must never be labeled"),
     "header only": (b"id,label\n", "line 1: has no rows after the header"),
     "stray quote": (b'id,label\nb,"do"g\n', "malformed CSV"),
+    "truncated Label Studio TSV": (
+        LS_TSV[:-40],
+        "line 3: malformed TSV (unexpected end of data); expected a Label Studio TSV export",
+    ),
+    "Label Studio TSV row missing fields": (
+        LS_TSV[:-50] + b'"\r\n',
+        "line 3: has 5 field(s); expected 9 like the header",
+    ),
+    "Label Studio TSV with an unknown class": (LS_TSV.replace(b'"cat"', b'"bird"'), "line 3: class 'bird' is unknown"),
+    "plain id,label with tabs": (
+        b"id\tlabel\nb\tdog\n",
+        "line 1: is tab-separated (header 'id\\tlabel'); expected commas",
+    ),
     "relabel refused": (b"id,label\na,dog\n", "set label_import.on_conflict: relabel"),
     "two Choices tags": (
         json.dumps(

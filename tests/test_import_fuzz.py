@@ -1,6 +1,6 @@
 """Property test: no input, however malformed, corrupts the labeled pool.
 
-Hypothesis feeds ``import_file`` CSV files (any header, cell and encoding), Label Studio
+Hypothesis feeds ``import_file`` CSV and TSV files (any header, cell and encoding), Label Studio
 JSON built from random tasks and then maybe truncated, the real export fixtures with
 random bytes changed, and raw bytes. Every input must end one of two ways: refused with
 an ``AnnotationError`` naming the file, with the pool, report and stored batches exactly
@@ -29,8 +29,8 @@ from alcycle.pool import read_labeled, read_manifest
 from test_import import DIGITS, EXPORTS, make_project
 
 IDS = [f"mnist-{i:04d}" for i in range(6)]
-FIXTURES = sorted(p.read_bytes() for p in EXPORTS.iterdir() if p.suffix in (".json", ".csv", ".xml", ".zip")
-                  and p.name != "expected.csv")
+FIXTURES = sorted(p.read_bytes() for p in EXPORTS.iterdir()
+                  if p.suffix in (".json", ".csv", ".tsv", ".xml", ".zip") and p.name != "expected.csv")
 
 cell = st.one_of(
     st.sampled_from(IDS + list(DIGITS) + ["", " ", "Five", "=1+1", "@x", "../x.png", "mnist-0001.png", "5\u00a0",
@@ -38,7 +38,8 @@ cell = st.one_of(
     st.text(max_size=10),
 )
 csv_text = st.builds(
-    lambda header, rows: "\n".join(",".join(row) for row in [header, *rows]) + "\n",
+    lambda sep, header, rows: "\n".join(sep.join(row) for row in [header, *rows]) + "\n",
+    st.sampled_from([",", "\t"]),  # Label Studio also exports TSV; a user's own TSV must be refused cleanly
     st.sampled_from([["id", "label"], ["id", "label", "annotator", "time"], ["label", "id"], ["id", "removed_because"],
                      ["id", "class"], ["annotation_id", "annotator", "created_at", "updated_at", "lead_time", "id",
                                        "choice", "alcycle_id"]]),

@@ -37,7 +37,7 @@ def zip_names(path: Path) -> list[str]:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, NotImplementedError) as exc:  # the last: a zip version newer than zipfile's
         raise annotation_error(path, "zip", f"is not a readable zip archive ({exc}); {IMAGENET_EXPECTED}") from exc
     for name in names:
         # Members are only ever read by name here, but a name like this is a hostile archive.

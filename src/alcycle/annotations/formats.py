@@ -2,7 +2,7 @@
 
 The file name and extension are never consulted: people rename downloads, and a Label
 Studio JSON saved as ``batch.csv`` is still Label Studio JSON. Detection reads only the
-first bytes, the first JSON item, the XML root element or the CSV header.
+first bytes, the first JSON item, the XML root element or the CSV (or TSV) header.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from alcycle.annotations import cvat, labelstudio, plain_csv
-from alcycle.annotations.records import Annotation, annotation_error
+from alcycle.annotations.records import Annotation, AnnotationError, annotation_error
 from alcycle.annotations.textio import EXPECTED, csv_records, open_utf8, text
 
 Reader = Callable[[Path, str | None], Iterator[Annotation]]
@@ -24,10 +24,15 @@ _READERS: dict[str, Reader] = {
     "labelstudio-json": labelstudio.read_json,
     "labelstudio-json-min": labelstudio.read_json_min,
     "labelstudio-csv": labelstudio.read_csv,
+    "labelstudio-tsv": lambda path, choice_name: labelstudio.read_csv(path, choice_name, "\t"),
     "cvat-images-xml": lambda path, _: cvat.read_xml(path),
     "cvat-imagenet": lambda path, _: cvat.read_imagenet(path),
 }
 FORMATS: tuple[str, ...] = tuple(_READERS)
+PLAIN_TSV = (
+    "expected commas: a CSV with header id,label (id,removed_because for removals); "
+    "alcycle reads a tab-separated file only as Label Studio's TSV export"
+)
 
 
 def detect(path: Path) -> str:
@@ -104,15 +109,45 @@ def _json_format(path: Path) -> str:
 
 
 def _csv_format(path: Path) -> str:
-    """Told by the header: Label Studio's always has its five annotation columns."""
-    with open_utf8(path) as stream:
-        line, header = next(csv_records(path, text(stream), EXPECTED), (1, []))
-    names = set(header)
-    if set(labelstudio.CSV_ALWAYS) <= names:
-        return "labelstudio-csv"
-    if {"id", "removed_because"} <= names and "label" not in names:
-        return "alcycle-removal"
-    if {"id", "label"} <= names and "removed_because" not in names:
-        return "alcycle-csv"
+    """Told by the header, read with commas, then with tabs: Label Studio's has its five annotation columns.
+
+    Commas come first so that every CSV keeps its meaning; tabs are tried only when the
+    comma reading recognises nothing (Label Studio's quoted TSV header is even malformed CSV).
+    """
+    line, header, refusal = _header(path, ",")
+    if kind := _header_kind(header):
+        return kind
+    tab_line, tab_header, _ = _header(path, "\t")
+    tab_kind, shown = _header_kind(tab_header), "\t".join(tab_header)
+    if tab_kind == "labelstudio-csv":
+        return "labelstudio-tsv"
+    if tab_kind is not None:  # alcycle's own batches are comma-separated, as it writes them
+        raise annotation_error(path, f"line {tab_line}", f"is tab-separated (header {shown!r}); {PLAIN_TSV}")
+    if len(tab_header) > max(len(header), 1):
+        raise annotation_error(path, f"line {tab_line}", f"header is {shown!r} (tab-separated); {EXPECTED}")
+    if refusal is not None:
+        raise refusal
     what = f"header is {','.join(header)!r}; {EXPECTED} (or id,removed_because for removals)"
     raise annotation_error(path, f"line {line}", what)
+
+
+def _header(path: Path, delimiter: str) -> tuple[int, list[str], AnnotationError | None]:
+    """(line, names, None) of the first record; (1, [], the error) when it does not parse with ``delimiter``."""
+    try:
+        with open_utf8(path) as stream:
+            line, names = next(csv_records(path, text(stream), EXPECTED, delimiter), (1, []))
+    except AnnotationError as exc:
+        return 1, [], exc
+    return line, names, None
+
+
+def _header_kind(names: list[str]) -> str | None:
+    """The format a CSV header with these column ``names`` belongs to, or None."""
+    have = set(names)
+    if set(labelstudio.CSV_ALWAYS) <= have:
+        return "labelstudio-csv"
+    if {"id", "removed_because"} <= have and "label" not in have:
+        return "alcycle-removal"
+    if {"id", "label"} <= have and "removed_because" not in have:
+        return "alcycle-csv"
+    return None

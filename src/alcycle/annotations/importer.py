@@ -42,6 +42,7 @@ SUFFIXES = {
     "labelstudio-json": ".json",
     "labelstudio-json-min": ".json",
     "labelstudio-csv": ".csv",
+    "labelstudio-tsv": ".tsv",
     "cvat-images-xml": ".xml",
     "cvat-imagenet": ".zip",
 }

@@ -1,12 +1,12 @@
-"""Label Studio exports of an image-classification project: JSON, JSON-MIN and CSV.
+"""Label Studio exports of an image-classification project: JSON, JSON-MIN, CSV and TSV.
 
 The shapes follow Label Studio's converter (``label_studio_sdk.converter``, formerly
 ``label-studio-converter``): JSON is the list of tasks as stored, each with its
 ``annotations``; JSON-MIN and CSV flatten it to one record per annotation (data keys,
 the task ``id``, one column per control tag named by its ``from_name``, ``annotator``,
-``annotation_id``, ``created_at``, ``updated_at``, ``lead_time``). The flat exports drop
-cancelled annotations and keep one record, with empty annotation fields, for a task
-nobody annotated.
+``annotation_id``, ``created_at``, ``updated_at``, ``lead_time``). TSV is the CSV export
+written with tabs. The flat exports drop cancelled annotations and keep one record, with
+empty annotation fields, for a task nobody annotated.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import ijson
 
 from alcycle.annotations.records import Annotation, annotation_error
-from alcycle.annotations.textio import check_annotator, csv_records, open_utf8, text
+from alcycle.annotations.textio import DELIMITED, check_annotator, csv_records, open_utf8, text
 
 ID_KEY = "alcycle_id"  # data key that alcycle's own task files carry
 IMAGE_KEY = "image"  # the data key of Label Studio's image-classification template
@@ -210,16 +210,16 @@ def read_json_min(path: Path, choice_name: str | None) -> Iterator[Annotation]:
                 yield annotation
 
 
-def read_csv(path: Path, choice_name: str | None) -> Iterator[Annotation]:
-    """One record per row of a CSV export (cancelled annotations are not in it)."""
-    flat = _Flat(path, choice_name)
+def read_csv(path: Path, choice_name: str | None, delimiter: str = ",") -> Iterator[Annotation]:
+    """One record per row of a CSV export, or of a TSV one with ``delimiter`` a tab (no cancelled annotations)."""
+    flat, kind = _Flat(path, choice_name), DELIMITED[delimiter]
     with open_utf8(path) as stream:
-        records = csv_records(path, text(stream), "expected a Label Studio CSV export")
+        records = csv_records(path, text(stream), f"expected a Label Studio {kind} export", delimiter)
         header_line, header = next(records, (1, []))
         missing = [name for name in CSV_ALWAYS if name not in header]
         if missing or len(set(header)) != len(header):
-            what = f"header is {','.join(header)!r}; expected a Label Studio CSV header with {', '.join(CSV_ALWAYS)}"
-            raise annotation_error(path, f"line {header_line}", what)
+            what = f"header is {delimiter.join(header)!r}; expected a Label Studio {kind} header with "
+            raise annotation_error(path, f"line {header_line}", what + ", ".join(CSV_ALWAYS))
         for line, cells in records:
             if len(cells) != len(header):
                 what = f"has {len(cells)} field(s); expected {len(header)} like the header"

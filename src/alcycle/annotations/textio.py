@@ -18,9 +18,11 @@ from typing import BinaryIO
 from alcycle.annotations.records import FORMULA_STARTS, AnnotationError, annotation_error
 
 EXPECTED = (
-    "expected one of: Label Studio JSON / JSON-MIN / CSV export, CVAT for images 1.1 XML, "
+    "expected one of: Label Studio JSON / JSON-MIN / CSV / TSV export, CVAT for images 1.1 XML, "
     "CVAT ImageNet 1.0 zip, or a CSV with header id,label"
 )
+# What a file with each delimiter is called in messages.
+DELIMITED = {",": "CSV", "\t": "TSV"}
 
 # Byte-order marks of encodings other than UTF-8; UTF-32 LE must be tested before UTF-16 LE.
 _OTHER_BOMS = (
@@ -95,13 +97,15 @@ def text(stream: BinaryIO) -> io.TextIOWrapper:
     return io.TextIOWrapper(stream, encoding="utf-8", newline="")
 
 
-def csv_records(path: Path, lines: io.TextIOWrapper, expected: str) -> Iterator[tuple[int, list[str]]]:
-    """Non-blank CSV records as (first line number, trimmed cells), read lazily.
+def csv_records(
+    path: Path, lines: io.TextIOWrapper, expected: str, delimiter: str = ","
+) -> Iterator[tuple[int, list[str]]]:
+    """Non-blank CSV (or TSV, by ``delimiter``) records as (first line number, trimmed cells), read lazily.
 
     ``expected`` ends the message of a malformed-CSV error (what the file should hold).
     """
     # strict=True turns stray quotes into an error instead of a silently merged field.
-    reader = csv.reader(lines, skipinitialspace=True, strict=True)
+    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True, strict=True)
     last_line = 0
     while True:
         try:
@@ -109,7 +113,8 @@ def csv_records(path: Path, lines: io.TextIOWrapper, expected: str) -> Iterator[
         except StopIteration:
             return
         except csv.Error as exc:
-            raise annotation_error(path, f"line {reader.line_num}", f"malformed CSV ({exc}); {expected}") from exc
+            what = f"malformed {DELIMITED[delimiter]} ({exc}); {expected}"
+            raise annotation_error(path, f"line {reader.line_num}", what) from exc
         start, last_line = last_line + 1, reader.line_num
         cells = [cell.strip() for cell in row]
         if any(cells):
