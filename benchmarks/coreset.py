@@ -14,8 +14,10 @@ as the initial centres:
     is scaled up by its cost model (printed with the result).
 (a) and (b) alternate ``--repeats`` times; the best of each is kept (the machine is noisy).
 Phases: "start-up" is the blocked distances to the labeled rows; "picks" is the rest
-(row norms and the greedy loop).
-Goals: (a) / (b) <= 1.2, identical picks, memory O(N) beyond the features.
+(centring, row norms and the greedy loop). (a) and (b) both centre the features with
+``coreset.centred``, so their float32 arithmetic and picks agree.
+Goals: (a) / (b) <= 1.2, identical picks, memory beyond the features one centred
+float32 copy of them plus O(N).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ FLOOR_ROWS = 16_384  # rows per block of the floor's start-up distances
 def numpy_floor(x: np.ndarray, labeled: np.ndarray, budget: int, first: int) -> tuple[np.ndarray, dict]:
     """The plain loop: picks (budget,) int64 and the seconds of its two phases."""
     start = time.perf_counter()
+    x = coreset.centred(x)
     sq = np.einsum("ij,ij->i", x, x)
     mark = time.perf_counter()
     min_dist = np.full(len(x), np.inf, dtype=np.float32)

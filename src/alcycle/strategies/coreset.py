@@ -1,9 +1,9 @@
 """Core-Set (Sener & Savarese 2018): exact k-center greedy over embeddings.
 
-Needs embeddings. Cost O(N·D) per pick and O(N) memory beyond the features: a
-min-distance vector to the chosen centres is updated with one matrix-vector product
-per pick, so the N×N distance matrix (4 TB at N = 1M) is never formed. Each pick
-streams the features once, which is the memory-bandwidth floor;
+Needs embeddings. Cost O(N·D) per pick; memory one centred float32 copy of the
+features plus O(N): a min-distance vector to the chosen centres is updated with one
+matrix-vector product per pick, so the N×N distance matrix (4 TB at N = 1M) is never
+formed. Each pick streams the features once, which is the memory-bandwidth floor;
 ``benchmarks/coreset.py`` measures the loop against a plain numpy one.
 """
 
@@ -16,6 +16,8 @@ from tqdm import tqdm
 
 from alcycle.strategies.base import Selection, SelectionContext
 
+# Rows per block when centring: memory-mapped features are read one block at a time.
+CENTRING_ROWS = 16_384
 # Rows × centres of one block of the start-up distances to the labeled set: the largest
 # temporary is 256 MB of float32, whatever N and the number of labeled items.
 ROW_BLOCK = 16_384
@@ -37,13 +39,14 @@ def k_center_greedy(
     centre at the time it was picked (budget,) float64. With no centres the first
     pick is drawn with ``rng``. ``progress`` shows a tqdm bar over the picks on stderr.
 
-    Arithmetic is float32. Memory beyond the features: three (N,) float32 vectors and
-    one start-up block of at most 256 MB; features that are not C-contiguous float32
-    are copied once.
+    Arithmetic is float32 on the features minus their mean, so distances are exact to
+    float32 rounding of the spread, whatever the offset. Memory beyond the features: the
+    centred (N, D) float32 copy, three (N,) float32 vectors and one start-up block of at
+    most 256 MB.
     """
-    x = np.ascontiguousarray(features, dtype=np.float32)
-    centres = np.asarray(centres, dtype=np.int64)
-    _check(x, centres, budget)
+    features, centres = np.asarray(features), np.asarray(centres, dtype=np.int64)
+    _check(features, centres, budget)
+    x = centred(features)
     sq_norms = np.einsum("ij,ij->i", x, x)
     min_dist = _squared_distances_to(x, sq_norms, centres)
     scratch = np.empty_like(min_dist)  # reused by every pick: the loop allocates nothing of size N
@@ -60,6 +63,28 @@ def k_center_greedy(
     return rows, dists
 
 
+def centred(features: np.ndarray) -> np.ndarray:
+    """(N, D) float32 copy of ``features`` minus their column mean, built in row blocks.
+
+    Distances do not change under a translation, but |x|² - 2 x·c + |c|² in float32
+    rounds at the scale of |x|²: with an offset of 100 and a spread of 1 that is 0.2 of
+    a squared distance of 32. Centred, the rounding scales with the spread. The mean is
+    summed in float64; rounding it to float32 only moves every row by the same vector.
+    Memory beyond the result: numpy's ufunc buffers, O(D) of our own.
+    """
+    n, d = features.shape
+    total = np.zeros(d, dtype=np.float64)
+    for start in range(0, n, CENTRING_ROWS):
+        total += features[start : start + CENTRING_ROWS].sum(axis=0, dtype=np.float64)
+    mean = (total / max(n, 1)).astype(np.float32)
+    x = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, CENTRING_ROWS):
+        # One rounding per entry, of x - mean: exact to the spread's float32 rounding.
+        np.subtract(features[start : start + CENTRING_ROWS], mean, out=x[start : start + CENTRING_ROWS],
+                    casting="same_kind")
+    return x
+
+
 def _add_centre(x: np.ndarray, sq_norms: np.ndarray, pick: int, min_dist: np.ndarray, scratch: np.ndarray) -> None:
     """min_dist ← min(min_dist, |x - x[pick]|²) in place, then -inf at ``pick``."""
     # |x - c|² = |x|² - 2 x·c + |c|²: one GEMV streams the features once; the rest is
@@ -73,7 +98,10 @@ def _add_centre(x: np.ndarray, sq_norms: np.ndarray, pick: int, min_dist: np.nda
 
 
 def _squared_distances_to(x: np.ndarray, sq_norms: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(N,) float32 squared distance of every row to its nearest centre; -inf on the centres."""
+    """(N,) float32 squared distance of every row to its nearest centre; -inf on the centres.
+
+    x: (N, D) float32, centred (see ``centred``): the expansion rounds at the scale of |x|².
+    """
     min_dist = np.full(len(x), np.inf, dtype=np.float32)
     if len(centres) == 0:
         return min_dist
