@@ -25,7 +25,7 @@ def record(tmp_path: Path, model_digest: str = "m1") -> CycleRecord:
     return CycleRecord(
         cycle=1, n_labels=2, strategy="entropy", params={"select.budget": 2, "seed": 0},
         metrics={"test_accuracy": 0.75}, labeled=labeled, labeled_path=path,
-        digests={"labeled_pool": "ab" * 32, "model": model_digest}, model=torch.nn.Linear(4, 2),
+        digests={"labeled_pool": "ab" * 32, "model": model_digest}, model=lambda: torch.nn.Linear(4, 2),
         model_input=np.zeros((2, 4), dtype=np.float32), artifacts=[path],
     )
 

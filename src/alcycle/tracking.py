@@ -16,7 +16,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import mlflow
 import pandas as pd
@@ -42,7 +42,7 @@ class CycleRecord:
     labeled: pd.DataFrame
     labeled_path: Path
     digests: dict[str, str]  # name -> sha256 of a file that defines the cycle
-    model: Any  # a torch.nn.Module
+    model: Callable[[], Any]  # loads the torch.nn.Module; called only when the run is logged
     model_input: Any  # input example, uint8 (2, C, H, W): a batch of 2 keeps the batch size dynamic in the pt2 export
     artifacts: list[Path]
 
@@ -119,7 +119,7 @@ def log_cycle(record: CycleRecord, tracking_uri: str, experiment: str, root: Pat
         mlflow.log_metrics({**record.metrics, "n_labels": record.n_labels}, step=record.n_labels)
         for path in record.artifacts:
             mlflow.log_artifact(str(path))
-        _log_model(record.model, record.model_input)
+        _log_model(record.model(), record.model_input)
     return run.info.run_id, True
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -84,11 +86,17 @@ def run(layout: Layout, params: Params, log_to_mlflow: bool = True) -> dict[str,
     return summary
 
 
-def _track(layout: Layout, params: Params, labeled: pd.DataFrame, metrics: dict[str, float], cycle: int) -> str:
-    from alcycle import tracking
+def _load_model(path: Path) -> Any:
+    # Imported here: torch is needed only when a new run logs the model, never for a cycle
+    # that is already logged (a forced re-run, a replay from DVC's run cache).
     from alcycle.models import load_model
 
-    model, _ = load_model(layout.model)
+    return load_model(path)[0]
+
+
+def _track(layout: Layout, params: Params, labeled: pd.DataFrame, metrics: dict[str, float], cycle: int) -> str:
+    from alcycle import tracking
+
     record = tracking.CycleRecord(
         cycle=cycle,
         n_labels=len(labeled),
@@ -103,7 +111,7 @@ def _track(layout: Layout, params: Params, labeled: pd.DataFrame, metrics: dict[
             "pixels": file_digest(layout.pixels),
             "model": file_digest(layout.model),
         },
-        model=model,
+        model=lambda: _load_model(layout.model),
         model_input=np.array(np.load(layout.pixels, mmap_mode="r")[:2]),
         artifacts=[layout.metrics, layout.labeled] + [p for p in [layout.import_report] if p.exists()],
     )

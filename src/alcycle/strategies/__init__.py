@@ -10,45 +10,37 @@ from __future__ import annotations
 
 import numpy as np
 
-from alcycle.strategies.badge import badge
-from alcycle.strategies.bald import bald
 from alcycle.strategies.base import INPUTS, Registered, Selection, SelectionContext, Strategy
-from alcycle.strategies.coreset import coreset
-from alcycle.strategies.geal import geal
-from alcycle.strategies.learning_loss import learning_loss
-from alcycle.strategies.random import random_strategy
-from alcycle.strategies.typiclust import typiclust
-from alcycle.strategies.uncertainty import entropy, least_confidence, margin
-from alcycle.strategies.vaal import sraal, vaal
 
+_IN = "alcycle.strategies."  # each strategy's module, imported when it runs
 _PROBS = frozenset({"probs"})
 _EMBEDDINGS = frozenset({"embeddings"})
 
 STRATEGIES: dict[str, Registered] = {
-    "badge": Registered(badge, _PROBS | _EMBEDDINGS,
+    "badge": Registered(_IN + "badge:badge", _PROBS | _EMBEDDINGS,
                         "probs + embeddings; k-means++ on gradient embeddings, O(N·(C+D)) per pick, O(N) memory"),
-    "bald": Registered(bald, frozenset({"mc_probs"}),
+    "bald": Registered(_IN + "bald:bald", frozenset({"mc_probs"}),
                        "T MC-dropout passes (train.dropout > 0); mutual information, O(N·T·C)"),
-    "coreset": Registered(coreset, _EMBEDDINGS,
+    "coreset": Registered(_IN + "coreset:coreset", _EMBEDDINGS,
                           "embeddings; exact k-center greedy, one GEMV per pick (O(N·D·b)), O(N) memory"),
-    "entropy": Registered(entropy, _PROBS, "probs; highest predictive entropy, O(N·C)"),
-    "geal": Registered(geal, frozenset({"pixels", "vit", "settings"}),
+    "entropy": Registered(_IN + "uncertainty:entropy", _PROBS, "probs; highest predictive entropy, O(N·C)"),
+    "geal": Registered(_IN + "geal:geal", frozenset({"pixels", "vit", "settings"}),
                        "pixels + a ViT (pretrain-vit); one ViT pass over the pool, k-means per image, "
                        "cosine k-center over N·K clusters (O(N·K·D) per pick)", settings="geal"),
-    "learning_loss": Registered(learning_loss, frozenset({"predicted_loss"}),
+    "learning_loss": Registered(_IN + "learning_loss:learning_loss", frozenset({"predicted_loss"}),
                                 "a loss prediction module, trained with the classifier; highest predicted loss, "
                                 "O(N log N)"),
-    "least_confidence": Registered(least_confidence, _PROBS, "probs; lowest top probability, O(N·C)"),
-    "margin": Registered(margin, _PROBS, "probs; smallest top-two gap, O(N·C log C)"),
-    "random": Registered(random_strategy, frozenset(), "nothing; uniform without replacement, O(N)"),
-    "sraal": Registered(sraal, frozenset({"pixels", "probs", "settings"}),
+    "least_confidence": Registered(_IN + "uncertainty:least_confidence", _PROBS, "probs; lowest top probability, O(N·C)"),
+    "margin": Registered(_IN + "uncertainty:margin", _PROBS, "probs; smallest top-two gap, O(N·C log C)"),
+    "random": Registered(_IN + "random:random_strategy", frozenset(), "nothing; uniform without replacement, O(N)"),
+    "sraal": Registered(_IN + "vaal:sraal", frozenset({"pixels", "probs", "settings"}),
                         "pixels + probs; VAAL with OUI-relabelled states (k-center over VAE means when nothing is "
                         "labeled); trains a VAE + discriminator, ~10 s per selection on 4,000 MNIST images",
                         settings="vaal"),
-    "typiclust": Registered(typiclust, _EMBEDDINGS,
+    "typiclust": Registered(_IN + "typiclust:typiclust", _EMBEDDINGS,
                             "embeddings; one k-means into (labeled + b) clusters, the most typical item of "
                             "the largest uncovered ones"),
-    "vaal": Registered(vaal, frozenset({"pixels", "settings"}),
+    "vaal": Registered(_IN + "vaal:vaal", frozenset({"pixels", "settings"}),
                        "pixels; VAE + labeled/unlabeled discriminator trained per selection, least labeled-looking "
                        "first; ~10 s on 4,000 MNIST images", settings="vaal"),
 }

@@ -7,6 +7,7 @@ needs from the context and fails clearly when that is missing.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -78,12 +79,15 @@ INPUTS = ("probs", "embeddings", "mc_probs", "predicted_loss", "pixels", "vit", 
 class Registered:
     """A strategy and the one line that documents it.
 
+    target:   where the function lives, ``"module:function"``; imported on first use, so
+              reading the registry (every stage checks ``params.yaml`` against it) never
+              loads torch, faiss or Lightning
     needs:    the context fields it reads (a subset of ``INPUTS``)
     settings: the ``params.select`` section it reads as ``context.settings``, if any
     summary:  what it needs and what it costs, for the registry table and ``--help``
     """
 
-    function: Strategy
+    target: str
     needs: frozenset[str]
     summary: str
     settings: str | None = None
@@ -92,6 +96,11 @@ class Registered:
         unknown = set(self.needs) - set(INPUTS)
         if unknown:
             raise ValueError(f"unknown strategy inputs {sorted(unknown)}; choose from {INPUTS}")
+
+    @property
+    def function(self) -> Strategy:
+        module, name = self.target.split(":")
+        return getattr(importlib.import_module(module), name)
 
 
 def top_scores(context: SelectionContext, scores: np.ndarray, budget: int) -> Selection:
