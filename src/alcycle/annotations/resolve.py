@@ -30,6 +30,8 @@ class ItemVotes:
     """The annotations of one item in one batch: per annotator, one record per distinct label,
     so memory grows with items and annotators, not with the size of the file."""
 
+    __slots__ = ("path", "item", "rule", "by_annotator")  # one per labeled item: keep it small
+
     def __init__(self, path: Path, item: str, rule: str) -> None:
         self.path, self.item, self.rule = path, item, rule
         self.by_annotator: dict[str, list[Annotation]] = {}

@@ -6,11 +6,12 @@ clone. Batch ``k`` (1-based, in file-name order) gives its labels ``cycle == k``
 may be any export ``alcycle.annotations.formats`` reads (recognised by content); items
 are matched by alcycle's id where the file carries it, else by image file name.
 
-Within one batch, several annotators of one item are resolved by
-``label_import.annotators``; across batches, a changed label follows
-``label_import.on_conflict``. A label leaves the pool only through a removal batch
+Within one batch, several annotations of one item are resolved by
+``label_import.annotators`` (``annotations/resolve.py``); across batches, a changed label
+follows ``label_import.on_conflict``. A label leaves the pool only through a removal batch
 (``alcycle label remove``). Any bad input raises :class:`AnnotationError` before anything
-is written, so the labeled pool on disk stays as it was.
+is written, so the labeled pool on disk stays as it was; so does a stored batch that has
+gone missing (``annotations/history.py``). A hand edit of the pool is discarded, and said so.
 """
 
 from __future__ import annotations
