@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_cycle_e2e import alcycle, dvc, edit_params, sh
+from test_cycle_e2e import alcycle, dvc, edit_params, git_repo, sh
 from test_strategies_e2e import stages_run
 
 pytestmark = pytest.mark.e2e
@@ -38,11 +38,9 @@ def experiment_runs(folder: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory) -> dict:
     """2 strategies × 1 option × 2 seeds × 2 cycles of 4 labels after a 4-label start, on 240 digits."""
-    root = tmp_path_factory.mktemp("campaign") / "digits"
+    root = git_repo(tmp_path_factory.mktemp("campaign") / "digits")
     alcycle(root.parent, "init", str(root), "--mnist", "--subsample", "240")
     edit_params(root, train={"steps": 20})
-    sh(root, "git", "config", "user.email", "test@alcycle.invalid")
-    sh(root, "git", "config", "user.name", "alcycle test")
     alcycle(root, "campaign", "init", "tiny")
     folder = root / "campaigns" / "tiny"
     edit_campaign(folder, strategies=["random", "entropy"], options=["plain"], seeds=[0, 1],

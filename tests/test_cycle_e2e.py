@@ -27,6 +27,15 @@ def sh(project: Path, *cmd: str) -> str:
     return done.stdout + done.stderr
 
 
+def git_repo(folder: Path) -> Path:
+    """An empty git repository with an identity of its own, for `alcycle init` to commit in."""
+    folder.mkdir(parents=True)
+    sh(folder, "git", "init", "--quiet")
+    sh(folder, "git", "config", "user.email", "test@alcycle.invalid")
+    sh(folder, "git", "config", "user.name", "alcycle test")
+    return folder
+
+
 def alcycle(project: Path, *args: str) -> str:
     return sh(project, sys.executable, "-m", "alcycle", *args)
 
@@ -51,16 +60,12 @@ def mlflow_runs(project: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("e2e") / "digits"
+    root = git_repo(tmp_path_factory.mktemp("e2e") / "digits")
     alcycle(root.parent, "init", str(root), "--mnist", "--subsample", "600")
     # The unlabeled images join in as well: a short DeepCluster pretraining and label propagation.
     edit_params(root, pretrain={"method": "deepcluster", "epochs": 1, "pca": 16},
                 train={"steps": 60, "init": "pretrained", "semi_supervised": "label_propagation"},
                 select={"budget": BUDGET, "strategy": "entropy"})
-    sh(root, "git", "config", "user.email", "test@alcycle.invalid")
-    sh(root, "git", "config", "user.name", "alcycle test")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "--quiet", "-m", "scaffold")
     return root
 
 

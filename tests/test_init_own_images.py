@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-from test_cycle_e2e import alcycle, dvc, edit_params, sh
+from test_cycle_e2e import alcycle, dvc, edit_params, git_repo, sh
 
 from alcycle.params import load_params
 
@@ -30,7 +30,7 @@ def write_images(folder, per_class: int = 12, seed: int = 0) -> None:
 
 def test_init_suggests_params_from_the_images(tmp_path):
     write_images(tmp_path / "photos")
-    alcycle(tmp_path, "init", str(tmp_path / "proj"), "--images", str(tmp_path / "photos"))
+    alcycle(tmp_path, "init", str(git_repo(tmp_path / "proj")), "--images", str(tmp_path / "photos"))
     params = load_params(tmp_path / "proj/params.yaml")
     assert params.classes == ("blue", "green", "red")
     assert params.prepare.source == "folder" and params.prepare.channels == 3
@@ -41,7 +41,7 @@ def test_init_suggests_params_from_the_images(tmp_path):
 
 
 def test_init_refuses_a_used_folder_and_ambiguous_arguments(tmp_path):
-    alcycle(tmp_path, "init", str(tmp_path / "proj"), "--mnist")
+    alcycle(tmp_path, "init", str(git_repo(tmp_path / "proj")), "--mnist")
     with pytest.raises(AssertionError, match="exists already"):
         alcycle(tmp_path, "init", str(tmp_path / "proj"), "--mnist")
     with pytest.raises(AssertionError, match="exactly one of --images PATH or --mnist"):
@@ -51,13 +51,10 @@ def test_init_refuses_a_used_folder_and_ambiguous_arguments(tmp_path):
 @pytest.mark.e2e
 def test_a_cycle_on_own_images(tmp_path):
     write_images(tmp_path / "photos")
-    project = tmp_path / "proj"
+    project = git_repo(tmp_path / "proj")
     alcycle(tmp_path, "init", str(project), "--images", str(tmp_path / "photos"))
+    assert sh(project, "git", "status", "--porcelain", "-uall") == ""
     edit_params(project, train={"steps": 30}, select={"budget": 3}, prepare={"image_size": 16})
-    sh(project, "git", "config", "user.email", "test@alcycle.invalid")
-    sh(project, "git", "config", "user.name", "alcycle test")
-    sh(project, "git", "add", "-A")
-    sh(project, "git", "commit", "--quiet", "-m", "scaffold")
     dvc(project, "repro")
     alcycle(project, "oracle")
     dvc(project, "repro")
@@ -75,6 +72,11 @@ def test_a_cycle_on_own_images(tmp_path):
     batches = {name for name in changed if name.startswith("data/annotations/")}
     assert len(batches) == 1 and re.fullmatch(r"data/annotations/batch-0001-[0-9a-f]{16}\.csv", next(iter(batches)))
     assert changed - batches == {
-                       "data/labeled.csv", "data/queries.csv", "metrics/label_import.json",
+                       "params.yaml", "data/labeled.csv", "data/queries.csv", "metrics/label_import.json",
                        "data/queries.labelstudio.json", "data/queries.cvat.txt", "data/labelstudio.xml", "dvc.lock",
                        "metrics/evaluate.json", "metrics/mlflow_run.json"}
+    # Committed, and after the README's `dvc plots show`, git has nothing left to report.
+    assert "tagged cycle-1" in alcycle(project, "commit")
+    assert sh(project, "git", "status", "--porcelain", "-uall") == ""
+    assert "dvc_plots/index.html" in dvc(project, "plots", "show")
+    assert sh(project, "git", "status", "--porcelain", "-uall") == ""

@@ -6,7 +6,7 @@ import yaml
 
 from alcycle.cycle import committed_paths
 from alcycle.layout import Layout
-from alcycle.scaffold import MNIST_CLASSES, render_dvc_yaml, render_params
+from alcycle.scaffold import GITIGNORE, MNIST_CLASSES, OUTPUT_IGNORES, render_dvc_yaml, render_params
 
 ROOT = Path(__file__).parents[1]
 
@@ -58,3 +58,10 @@ def test_the_query_batch_files_are_committed_with_the_cycle_not_cached():
     outs = dict(next(iter(entry.items())) for entry in select["outs"])
     assert outs == {p.as_posix(): {"cache": False} for p in batch}
     assert batch <= set(committed_paths(layout))
+
+
+def test_root_project_ignores_what_init_ignores():
+    """The alcycle repository runs its own pipeline, so its ignore files hold init's entries."""
+    for name, text in {".gitignore": GITIGNORE, **OUTPUT_IGNORES}.items():
+        missing = set(text.splitlines()) - set((ROOT / name).read_text().splitlines())
+        assert not missing, f"{name} lacks {sorted(missing)}"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_cycle_e2e import alcycle, dvc, edit_params, sh
+from test_cycle_e2e import alcycle, dvc, edit_params, git_repo, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -35,11 +35,9 @@ def extracted(project: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """Cycle 0 (random cold start) and one oracle cycle, with learning_loss as the strategy."""
-    root = tmp_path_factory.mktemp("e2e-strategies") / "digits"
+    root = git_repo(tmp_path_factory.mktemp("e2e-strategies") / "digits")
     alcycle(root.parent, "init", str(root), "--mnist", "--subsample", "300")
     edit_params(root, train={"steps": 30}, select={"budget": BUDGET, "strategy": "learning_loss"})
-    sh(root, "git", "config", "user.email", "test@alcycle.invalid")
-    sh(root, "git", "config", "user.name", "alcycle test")
     dvc(root, "repro")
     alcycle(root, "oracle")
     dvc(root, "repro")

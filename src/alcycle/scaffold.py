@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from importlib import resources
@@ -14,12 +15,14 @@ from alcycle.fileio import atomic_write_text
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 
-GITIGNORE = "/mlflow.db\n/mlartifacts/\n/mlruns/\n__pycache__/\n"
+# What documented commands write beside the pipeline: MLflow's local store and artifacts,
+# `dvc plots show`'s page (in the folder it runs in), atomic writes a crash left behind.
+GITIGNORE = "/mlflow.db\n/mlartifacts/\n/mlruns/\n__pycache__/\ndvc_plots/\n.*.tmp\n"
 # DVC appends its outputs to these files on the first run; writing them up front
 # keeps `git status` clean from the start.
 OUTPUT_IGNORES = {
-    # .import.lock: `alcycle import`'s lock; .*.tmp: atomic writes a crash left behind.
-    "data/.gitignore": "/prepared\n/truth\n/extract\n/.import.lock\n.*.tmp\n",
+    # .import.lock: `alcycle import`'s lock.
+    "data/.gitignore": "/prepared\n/truth\n/extract\n/.import.lock\n",
     "models/.gitignore": "/pretrained.pt\n/vit.pt\n/model.pt\n/pseudo_labels.csv\n",
     "metrics/.gitignore": "/confusion.csv\n",
 }
@@ -133,11 +136,14 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
     return stages
 
 
+# What `dvc init` writes; init commits these with its own files.
+DVC_FILES = (".dvc/.gitignore", ".dvc/config", ".dvcignore")
+
+
 def init_project(target: Path, images: Path | None, classes: tuple[str, ...] | None, subsample: int) -> None:
-    """Write a ready-to-run project into ``target``; ``images=None`` means the shipped MNIST set."""
-    target = Path(target)
-    if (target / "dvc.yaml").exists():
-        raise FileExistsError(f"{target / 'dvc.yaml'} exists already; choose an empty folder")
+    """Write a ready-to-run project into ``target`` and commit it; ``images=None`` means
+    the shipped MNIST set. Checks git's identity before writing anything."""
+    target = Path(target).resolve()
     if images is None:
         source, path, found, size, channels = "mnist", "", MNIST_CLASSES, 28, 1
     else:
@@ -150,13 +156,21 @@ def init_project(target: Path, images: Path | None, classes: tuple[str, ...] | N
     files = {
         "params.yaml": render_params(source, path, classes, size, channels, subsample),
         "dvc.yaml": render_dvc_yaml(path or None, code_root=None),
-        ".gitignore": GITIGNORE,
         "data/annotations/README.md": ANNOTATIONS_README,
-        **OUTPUT_IGNORES,
     }
+    # Files init owns outright (ignore files are merged): one already there is never overwritten.
+    for name in files:
+        if (target / name).exists():
+            raise FileExistsError(f"{target / name} exists already; choose an empty folder")
+    _check_git_identity(target)
+    target.mkdir(parents=True, exist_ok=True)
+    _init_repositories(target)
     for name, text in files.items():
         atomic_write_text(target / name, text)
-    _init_repositories(target)
+    for name, text in {".gitignore": GITIGNORE, **OUTPUT_IGNORES}.items():
+        _merge_ignores(target / name, text)
+    _commit(target, [*files, ".gitignore", *OUTPUT_IGNORES, *DVC_FILES],
+            f"alcycle init: a {source} project with {len(classes)} classes")
 
 
 def _inspect(images: Path) -> tuple[tuple[str, ...], int, int]:
@@ -166,17 +180,55 @@ def _inspect(images: Path) -> tuple[tuple[str, ...], int, int]:
     return probe("csv" if images.is_file() else "folder", images)
 
 
-def _init_repositories(target: Path) -> None:
-    """git init and dvc init where missing, then commit the scaffold."""
-    def run(*cmd: str) -> None:
-        subprocess.run(cmd, cwd=target, check=True, capture_output=True, text=True)
+def _merge_ignores(path: Path, text: str) -> None:
+    """Append the lines of ``text`` that ``path`` lacks: a repository's own ignores stay."""
+    kept = path.read_text(encoding="utf-8") if path.exists() else ""
+    missing = [line for line in text.splitlines() if line not in kept.splitlines()]
+    if missing:
+        separator = "\n" if kept and not kept.endswith("\n") else ""
+        atomic_write_text(path, kept + separator + "\n".join(missing) + "\n")
 
-    if subprocess.run(["git", "rev-parse", "--git-dir"], cwd=target, capture_output=True).returncode != 0:
-        run("git", "init", "--quiet")
+
+def _run(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run git or dvc in ``cwd``; a failure names the command, the folder and its message."""
+    # These machines may have no network: dvc must never try to send usage analytics.
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if check and done.returncode != 0:
+        shown = " ".join(("dvc", *cmd[3:]) if cmd[0] == sys.executable else cmd)
+        raise RuntimeError(f"`{shown}` failed in {cwd}: {(done.stderr or done.stdout).strip()}")
+    return done
+
+
+def _check_git_identity(target: Path) -> None:
+    """Fail before writing anything when git could not commit the scaffold."""
+    # The nearest existing folder: a repository that holds ``target`` may set its own identity.
+    where = next(p for p in (target, *target.parents) if p.is_dir())
+    for ident in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
+        if _run(where, "git", "var", ident, check=False).returncode != 0:
+            raise RuntimeError(
+                "git has no identity to commit with (alcycle init commits the project it writes); "
+                "set one: git config --global user.name 'Your Name' && "
+                "git config --global user.email you@example.com")
+
+
+def _init_repositories(target: Path) -> None:
+    """git init and dvc init where missing."""
+    if _run(target, "git", "rev-parse", "--git-dir", check=False).returncode != 0:
+        _run(target, "git", "init", "--quiet")
     if not (target / ".dvc").exists():
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=target, capture_output=True, text=True)
+        top = _run(target, "git", "rev-parse", "--show-toplevel").stdout.strip()
         # A project inside a larger git repository is a DVC "subdir" project.
-        subdir = ["--subdir"] if Path(top.stdout.strip()).resolve() != target.resolve() else []
-        run(sys.executable, "-m", "dvc", "init", "--quiet", *subdir)
-        # These machines may have no network: never try to send usage analytics.
-        run(sys.executable, "-m", "dvc", "config", "core.analytics", "false")
+        subdir = ["--subdir"] if Path(top).resolve() != target else []
+        _run(target, sys.executable, "-m", "dvc", "init", *subdir)
+        _run(target, sys.executable, "-m", "dvc", "config", "core.analytics", "false")
+
+
+def _commit(target: Path, names: list[str], message: str) -> None:
+    """Commit exactly ``names`` (relative to ``target``): whatever else the repository has
+    staged or changed stays as it was. Nothing new to commit is not an error."""
+    paths = [name for name in names if (target / name).exists()]
+    _run(target, "git", "add", "--", *paths)
+    if _run(target, "git", "diff", "--cached", "--quiet", "--", *paths, check=False).returncode == 0:
+        return
+    _run(target, "git", "commit", "--quiet", "-m", message, "--", *paths)
