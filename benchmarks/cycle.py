@@ -37,6 +37,11 @@ def sh(cwd: Path, *cmd: str) -> float:
 
 def run_seed(seed: int, cycles: int, budget: int, workdir: Path) -> dict:
     project = workdir / f"seed-{seed}"
+    project.mkdir()
+    # alcycle init commits what it writes: the project gets a git identity of its own.
+    sh(project, "git", "init", "--quiet")
+    sh(project, "git", "config", "user.email", "bench@alcycle.invalid")
+    sh(project, "git", "config", "user.name", "alcycle benchmark")
     sh(workdir, str(BIN / "alcycle"), "init", str(project), "--mnist")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["seed"] = seed

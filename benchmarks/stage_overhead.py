@@ -44,6 +44,11 @@ def run(cwd: Path, *cmd: str, bin_dir: Path = BIN, check: bool = True) -> tuple[
 
 def make_project(folder: Path, subsample: int) -> Path:
     project = folder / "project"
+    project.mkdir()
+    # alcycle init commits what it writes: the project gets a git identity of its own.
+    run(project, "git", "init", "--quiet")
+    run(project, "git", "config", "user.email", "bench@alcycle.invalid")
+    run(project, "git", "config", "user.name", "alcycle benchmark")
     run(folder, str(BIN / "alcycle"), "init", str(project), "--mnist", "--subsample", str(subsample))
     run(project, str(BIN / "dvc"), "repro")
     run(project, str(BIN / "alcycle"), "oracle")
