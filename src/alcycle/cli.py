@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Callable
 
 import click
 
+from alcycle import lifeline
 from alcycle.layout import Layout
 from alcycle.params import load_params
 
@@ -32,6 +34,10 @@ def _clean_errors(func: Callable) -> Callable:
 @click.pass_context
 def main(ctx: click.Context, project: Path) -> None:
     """alcycle: active-learning cycles for image classification with DVC and MLflow."""
+    stage = os.environ.get("DVC_STAGE")
+    if stage:
+        # Run by `dvc repro`: first of all, end when dvc ends (dvc would leave us running).
+        lifeline.hold_to_dvc(stage)
     ctx.obj = Layout(root=project)
 
 
