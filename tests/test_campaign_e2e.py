@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_cycle_e2e import alcycle, dvc, edit_params, git_repo, sh
+from test_cycle_e2e import alcycle, dvc, edit_params, git_repo
 from test_strategies_e2e import stages_run
 
 pytestmark = pytest.mark.e2e

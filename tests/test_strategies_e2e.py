@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_cycle_e2e import alcycle, dvc, edit_params, git_repo, sh
+from test_cycle_e2e import alcycle, dvc, edit_params, git_repo
 
 pytestmark = pytest.mark.e2e
 
