@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from alcycle.annotations import FORMATS, Annotation, AnnotationError, detect, read_annotations
+from alcycle.annotations.formats import suffix_of
 
 EXPORTS = Path(__file__).parent / "fixtures" / "exports"
 EXPECTED = list(csv.DictReader((EXPORTS / "expected.csv").open(encoding="utf-8")))
@@ -65,6 +66,11 @@ def test_formats_are_the_published_list() -> None:
         "alcycle-csv", "alcycle-removal", "labelstudio-json", "labelstudio-json-min",
         "labelstudio-csv", "labelstudio-tsv", "cvat-images-xml", "cvat-imagenet",
     )
+
+
+def test_a_stored_batch_is_named_by_its_format() -> None:
+    suffixes = [".csv", ".csv", ".json", ".json", ".csv", ".tsv", ".xml", ".zip"]
+    assert [suffix_of(name) for name in FORMATS] == suffixes
 
 
 @pytest.mark.parametrize("name", FIXTURES)

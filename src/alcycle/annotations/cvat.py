@@ -26,6 +26,7 @@ from alcycle.annotations.records import Annotation, annotation_error
 from alcycle.annotations.textio import Utf8Reader, open_utf8
 
 XML_MEMBER = "annotations.xml"  # the XML inside CVAT's zip download
+XML_ROOT = "annotations"
 SYNSETS = "synsets.txt"
 NO_LABEL = "no_label"
 XML_EXPECTED = "expected CVAT for images 1.1 XML"
@@ -106,7 +107,7 @@ def _xml(path: Path, stream: BinaryIO, prefix: str) -> Iterator[Annotation]:
 
 
 def _root(path: Path, element, prefix: str):
-    if element.tag != "annotations":
+    if element.tag != XML_ROOT:
         raise annotation_error(path, f"{prefix}line 1", f"root element is <{element.tag}>; {XML_EXPECTED}")
     return element
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from alcycle.annotations.formats import detect
+from alcycle.annotations.formats import detect, suffix_of
 from alcycle.annotations.records import AnnotationError
 from alcycle.annotations.store import (
     copy_in,
@@ -34,18 +34,6 @@ from alcycle.params import Params
 from alcycle.pool import read_manifest
 from alcycle.annotations.history import check_none_missing, discarded_edit
 from alcycle.stages.label_import import BatchReport, Imported, fold, last_written, write
-
-# Stored batches keep the extension that says what they are, whatever the file was called.
-SUFFIXES = {
-    "alcycle-csv": ".csv",
-    "alcycle-removal": ".csv",
-    "labelstudio-json": ".json",
-    "labelstudio-json-min": ".json",
-    "labelstudio-csv": ".csv",
-    "labelstudio-tsv": ".tsv",
-    "cvat-images-xml": ".xml",
-    "cvat-imagenet": ".zip",
-}
 
 
 @dataclass(frozen=True)
@@ -105,7 +93,7 @@ def import_file(layout: Layout, params: Params, source: Path) -> ImportResult:
             note = discarded_edit(layout, imported.earlier.get(before))
             write(layout, imported)
             return ImportResult(source, existing, new=False, report=None, note=note)
-        target = layout.annotations / stored_name(next_number(batches), digest, SUFFIXES[detect(source)])
+        target = layout.annotations / stored_name(next_number(batches), digest, suffix_of(detect(source)))
         snapshots = _known(before) + (len(batches),)
         imported = fold(stored + [(source, target.name)], manifest, params.classes, params.label_import, snapshots)
         note = discarded_edit(layout, imported.earlier.get(before))

@@ -31,6 +31,21 @@ CSV_ALWAYS = ("annotator", "annotation_id", "created_at", "updated_at", "lead_ti
 SET_CHOICE = "set label_import.choice_name in params.yaml to the name of the Choices tag that holds the class"
 
 
+def is_task(item: Any) -> bool:
+    """Whether the first item of a JSON list is a task as stored (data, annotations)."""
+    return isinstance(item, dict) and "data" in item and ("annotations" in item or "completions" in item)
+
+
+def is_min_record(item: Any) -> bool:
+    """Whether the first item of a JSON list is a JSON-MIN record (one flat annotation)."""
+    return isinstance(item, dict) and "annotator" in item and "annotation_id" in item
+
+
+def is_csv_header(names: list[str]) -> bool:
+    """Whether a CSV (or TSV) header with these column ``names`` is a flat export's."""
+    return set(CSV_ALWAYS) <= set(names)
+
+
 def json_items(path: Path, stream: BinaryIO, noun: str) -> Iterator[tuple[int, Any]]:
     """The items of a top-level JSON list, numbered from 1, parsed one at a time."""
     count = 0

@@ -13,6 +13,16 @@ REMOVAL_HEADER = ("id", "removed_because")
 OPTIONAL = ("annotator", "time")  # other columns are ignored
 
 
+def is_labels_header(names: list[str]) -> bool:
+    """Whether a CSV header with these column ``names`` is a label batch's."""
+    return set(LABEL_HEADER) <= set(names) and "removed_because" not in names
+
+
+def is_removals_header(names: list[str]) -> bool:
+    """Whether a CSV header with these column ``names`` is a removal batch's."""
+    return set(REMOVAL_HEADER) <= set(names) and "label" not in names
+
+
 def read_labels(path: Path) -> Iterator[Annotation]:
     """One record per row of a CSV with header ``id,label`` (``annotator``, ``time`` optional)."""
     for line, cells, columns in _rows(path, LABEL_HEADER):
