@@ -348,7 +348,7 @@ def test_round_trip_from_the_query_batch_to_the_pool(tmp_path):
     """select's Label Studio tasks, annotated the way Label Studio exports them (the tasks'
     data kept, one annotation per task, the pre-annotation accepted or corrected), import
     back by alcycle id; the same images through CVAT's ImageNet list match by file name."""
-    from alcycle.labeling_tools import label_studio_tasks
+    from alcycle.annotations.labelstudio.tasks import label_studio_tasks
 
     layout, params = mnist_project(tmp_path)
     queries = pd.DataFrame({"id": ["mnist-0003", "mnist-0001"], "path": ["data/prepared/images/mnist-0003.png",

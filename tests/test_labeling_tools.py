@@ -6,14 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from alcycle.labeling_tools import (
-    cvat_paths,
-    image_url,
-    label_studio_config,
-    label_studio_json,
-    label_studio_tasks,
-    predicted_classes,
-)
+from alcycle.annotations.cvat.tasks import cvat_paths
+from alcycle.annotations.labelstudio.tasks import image_url, label_studio_config, label_studio_json, label_studio_tasks
+from alcycle.labeling_tools import predicted_classes
 
 QUERIES = pd.DataFrame({"id": ["x", "y"], "path": ["data/p/a b&c.png", "data/p/y.png"],
                         "score": [np.inf, 0.25], "strategy": "coreset", "cycle": 4})

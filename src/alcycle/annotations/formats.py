@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alcycle.annotations import cvat, labelstudio, plain_csv
+from alcycle.annotations import plain_csv
+from alcycle.annotations.cvat import export as cvat
+from alcycle.annotations.labelstudio import export as labelstudio
 from alcycle.annotations.records import Annotation, AnnotationError, annotation_error
 from alcycle.annotations.textio import EXPECTED, csv_records, open_utf8, text
 

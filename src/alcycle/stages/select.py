@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from alcycle import labeling_tools
+from alcycle.annotations.cvat import tasks as cvat
+from alcycle.annotations.labelstudio import tasks as labelstudio
 from alcycle.fileio import atomic_write_csv, atomic_write_text
 from alcycle.layout import Layout
 from alcycle.params import Params
@@ -131,7 +133,7 @@ def predictions(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame,
 def write_for_labeling_tools(layout: Layout, queries: pd.DataFrame, predicted: list[str] | None,
                              params: Params) -> None:
     """Label Studio's tasks and labeling config, and CVAT's list of image paths."""
-    tasks = labeling_tools.label_studio_tasks(queries, predicted, params.select.image_url_prefix)
-    atomic_write_text(layout.queries_labelstudio, labeling_tools.label_studio_json(tasks))
-    atomic_write_text(layout.labelstudio_config, labeling_tools.label_studio_config(params.classes))
-    atomic_write_text(layout.queries_cvat, labeling_tools.cvat_paths(queries))
+    tasks = labelstudio.label_studio_tasks(queries, predicted, params.select.image_url_prefix)
+    atomic_write_text(layout.queries_labelstudio, labelstudio.label_studio_json(tasks))
+    atomic_write_text(layout.labelstudio_config, labelstudio.label_studio_config(params.classes))
+    atomic_write_text(layout.queries_cvat, cvat.cvat_paths(queries))

@@ -18,11 +18,10 @@ from typing import Any, BinaryIO
 
 import ijson
 
+from alcycle.annotations.labelstudio import ID_KEY, IMAGE_KEY
 from alcycle.annotations.records import Annotation, annotation_error
 from alcycle.annotations.textio import DELIMITED, check_annotator, csv_records, open_utf8, text
 
-ID_KEY = "alcycle_id"  # data key that alcycle's own task files carry
-IMAGE_KEY = "image"  # the data key of Label Studio's image-classification template
 # Columns the flat exports add to the task data; none of them can hold the class.
 METADATA = frozenset(
     {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "history"}
