@@ -125,7 +125,8 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
             "cmd": "alcycle select",
             "deps": ["data/extract", "data/labeled.csv", "data/annotations", "data/prepared/manifest.csv",
                      "data/prepared/pixels.npy", "models/vit.pt"]
-            + code("stages/select.py", "strategies", "vit.py", "faiss_ops.py", "models.py", "labeling_tools.py"),
+            + code("stages/select.py", "strategies", "vit.py", "faiss_ops.py", "models.py", "labeling_tools.py",
+                   "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
             # classes: the labeling config and the model's guess in the Label Studio tasks name them.
             "params": ["seed", "classes", "select"],
             # The batch and its labeling-tool files are committed with the cycle, so none is cached.

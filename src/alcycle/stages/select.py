@@ -3,7 +3,7 @@
 The strategy's registry entry says which inputs it reads; this stage loads exactly
 those (extract's arrays, the images, GEAL's transformer, the strategy's settings)
 and never names a strategy. Beside ``queries.csv`` it writes the batch for labeling
-tools (``alcycle.labeling_tools``); once a label exists, that reads the class
+tools (``annotations/labelstudio/tasks.py``, ``annotations/cvat/tasks.py``); once a label exists, that reads the class
 probabilities too, whatever the strategy, for the model's guess shown to the annotator.
 
 This module is ``alcycle.stages.select``; it is never run as a script, so it cannot
