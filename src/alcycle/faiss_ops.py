@@ -35,9 +35,9 @@ def knn_inner_product(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     x: (N, D). Returns similarities (N, k) float32 and indices (N, k) int64, best first.
     The same answer as ``IndexFlatIP.search`` (up to the order of ties), computed as
     blocks of inner products by numpy's BLAS fed to faiss's top-k heaps: the faiss-cpu
-    wheel bundles an OpenBLAS that runs generic (pre-AVX) kernels, so at 60k × 128,
-    k = 50 on 2 cores this takes 9 s instead of 16 s. Memory beyond the result: one
-    64 MB block.
+    wheel bundles an OpenBLAS that runs generic (pre-AVX) kernels, which numpy's BLAS
+    outruns (docs/benchmarks.md, "Label propagation at scale"). Memory beyond the
+    result: one 64 MB block.
     """
     x = as_rows(x)
     n = len(x)
@@ -89,9 +89,8 @@ def kmeans_each(sets: list[np.ndarray], ks: list[int], niter: int, seed: int) ->
     """faiss k-means of many small sets of rows: set i (n_i, D) into ks[i] <= n_i clusters.
 
     Returns the centroids of each set, (ks[i], D) float32. A set of a few dozen rows
-    costs faiss more in OpenMP start-up than in arithmetic (25 rows × 96 into 3 clusters:
-    0.6 ms on 2 threads, 0.14 ms on one), so the sets run on one thread, which is then
-    given back. One cluster is the mean, which is what k-means converges to at once.
+    costs faiss more in OpenMP start-up than in arithmetic (docs/benchmarks.md, "Small
+    k-means and one thread"), so the sets run on one thread, which is then given back. One cluster is the mean, which is what k-means converges to at once.
     """
     if len(sets) != len(ks):
         raise ValueError(f"{len(sets)} sets but {len(ks)} cluster counts")

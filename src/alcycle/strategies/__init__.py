@@ -18,31 +18,43 @@ _EMBEDDINGS = frozenset({"embeddings"})
 
 STRATEGIES: dict[str, Registered] = {
     "badge": Registered(_IN + "badge:badge", _PROBS | _EMBEDDINGS,
-                        "probs + embeddings; k-means++ on gradient embeddings, O(N·(C+D)) per pick, O(N) memory"),
+                        "probs + embeddings; k-means++ seeding over last-layer gradient embeddings, without "
+                        "forming them (Ash et al. 2020); O(N·(C+D)) per pick, O(N) memory"),
     "bald": Registered(_IN + "bald:bald", frozenset({"mc_probs"}),
-                       "T MC-dropout passes (train.dropout > 0); mutual information, O(N·T·C)"),
+                       "T MC-dropout passes (train.dropout > 0, extract.mc_samples); highest mutual information "
+                       "between prediction and weights (Gal et al. 2017); O(N·T·C), the T passes share one "
+                       "backbone pass (dropout sits before the head)"),
     "coreset": Registered(_IN + "coreset:coreset", _EMBEDDINGS,
-                          "embeddings; exact k-center greedy, one GEMV per pick (O(N·D·b)), O(N) memory"),
+                          "embeddings; exact k-center greedy from the labeled items (Sener & Savarese 2018), on "
+                          "embeddings centred on their mean so float32 distances stay exact; one GEMV per pick, "
+                          "O(N·D) per pick (O(N·D·b) in all), never an N×N matrix, O(N) memory beyond one "
+                          "float32 copy"),
     "entropy": Registered(_IN + "uncertainty:entropy", _PROBS, "probs; highest predictive entropy, O(N·C)"),
     "geal": Registered(_IN + "geal:geal", frozenset({"pixels", "vit", "settings"}),
-                       "pixels + a ViT (pretrain-vit); one ViT pass over the pool, k-means per image, "
-                       "cosine k-center over N·K clusters (O(N·K·D) per pick)", settings="geal"),
+                       "pixels + a ViT (pretrain_vit, select.geal); one pass, no classifier: attention-filtered "
+                       "patch features, k-means per image into K knowledge clusters, cosine k-center over all "
+                       "N·K clusters (Xie et al., seed 001); also a cold start; O(N·K·D) per pick", settings="geal"),
     "learning_loss": Registered(_IN + "learning_loss:learning_loss", frozenset({"predicted_loss"}),
-                                "a loss prediction module, trained with the classifier; highest predicted loss, "
-                                "O(N log N)"),
-    "least_confidence": Registered(_IN + "uncertainty:least_confidence", _PROBS, "probs; lowest top probability, O(N·C)"),
-    "margin": Registered(_IN + "uncertainty:margin", _PROBS, "probs; smallest top-two gap, O(N·C log C)"),
-    "random": Registered(_IN + "random:random_strategy", frozenset(), "nothing; uniform without replacement, O(N)"),
+                                "a loss prediction module, which train fits beside the classifier when this "
+                                "strategy is chosen; highest predicted loss (Yoo & Kweon 2019), O(N log N)"),
+    "least_confidence": Registered(_IN + "uncertainty:least_confidence", _PROBS,
+                                   "probs; lowest top-class probability, O(N·C)"),
+    "margin": Registered(_IN + "uncertainty:margin", _PROBS,
+                         "probs; smallest gap between the two most probable classes, O(N·C log C)"),
+    "random": Registered(_IN + "random:random_strategy", frozenset(),
+                         "nothing; uniformly at random, without replacement, O(N)"),
     "sraal": Registered(_IN + "vaal:sraal", frozenset({"pixels", "probs", "settings"}),
-                        "pixels + probs; VAAL with OUI-relabelled states (k-center over VAE means when nothing is "
-                        "labeled); trains a VAE + discriminator, ~10 s per selection on 4,000 MNIST images",
-                        settings="vaal"),
+                        "pixels + probs (select.vaal); VAAL with the unlabeled state relabelled by the online "
+                        "uncertainty indicator (Zhang et al. 2020); with nothing labeled, k-center greedy over "
+                        "the VAE's latent means (its initial-pool rule); trains a VAE + discriminator at every "
+                        "selection", settings="vaal"),
     "typiclust": Registered(_IN + "typiclust:typiclust", _EMBEDDINGS,
-                            "embeddings; one k-means into (labeled + b) clusters, the most typical item of "
-                            "the largest uncovered ones"),
+                            "embeddings; one k-means into (labeled + b) clusters, the most typical item of each "
+                            "of the largest clusters holding no label (Hacohen et al. 2022); a low-budget strategy"),
     "vaal": Registered(_IN + "vaal:vaal", frozenset({"pixels", "settings"}),
-                       "pixels; VAE + labeled/unlabeled discriminator trained per selection, least labeled-looking "
-                       "first; ~10 s on 4,000 MNIST images", settings="vaal"),
+                       "pixels (select.vaal); a VAE over the pool and a labeled/unlabeled discriminator on its "
+                       "latent, the items it is surest are unlabeled first (Sinha et al. 2019); trains both at "
+                       "every selection", settings="vaal"),
 }
 
 

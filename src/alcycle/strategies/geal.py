@@ -66,9 +66,9 @@ def knowledge_clusters(
 
     features: (N, P, D); keep: (N, P) bool with a kept patch in every row. Returns the
     centres (M, D) float32, grouped by image in row order, and owner (M,) int64, the
-    image each centre belongs to. faiss runs each image's k-means on one thread: at
-    ~0.15 ms an image, 4,000 images cost under a second, so a hand-vectorised batched
-    k-means would buy little.
+    image each centre belongs to. faiss runs each image's k-means on one thread; that
+    costs well under a millisecond an image (docs/benchmarks.md, "Small k-means and one
+    thread"), so a hand-vectorised batched k-means would buy little.
     """
     if features.ndim != 3 or keep.shape != features.shape[:2]:
         raise ValueError(f"features (N, P, D) and keep (N, P) disagree: {features.shape} and {keep.shape}")

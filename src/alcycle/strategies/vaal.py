@@ -16,10 +16,9 @@ sraal: needs pixels, probs and settings. An unlabeled item's state is 1 - OUI, t
        and the classifier that produced ``probs`` already carries them into the OUI.
 
 Cost: ``steps`` VAE + discriminator updates on 2·``batch_size`` images each, then one
-encoder pass over the pool, O(steps·batch + N) image forwards; about 10 s for the
-4,000-image MNIST pool with the shipped settings on a 2-core CPU, the cold start half
-that (``benchmarks/vaal.py``). Memory is one batch beyond the pixels, which may stay
-memmapped. With no labeled item, VAAL's discriminator has a single class to learn and
+encoder pass over the pool, O(steps·batch + N) image forwards; SRAAL's cold start
+trains the VAE alone (times: docs/benchmarks.md, from ``benchmarks/vaal.py``). Memory
+is one batch beyond the pixels, which may stay memmapped. With no labeled item, VAAL's discriminator has a single class to learn and
 its ranking says little: start with another strategy.
 """
 

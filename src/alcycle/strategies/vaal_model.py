@@ -16,10 +16,8 @@ latent), averaged over the batch, so ``kl_weight`` is the usual β and the adver
 term counts against a whole image's reconstruction. VAAL's code averages the squared
 error per pixel instead; at that scale the adversary (weight 1) wins within the few
 hundred steps a CPU selection affords: the encoder collapses its means to fool the
-discriminator and the picks are random. Measured on 4,000 MNIST digits with 200 labeled
-from classes 0-4, 43% of the top 100 picks came from the unseen classes 5-9 at VAAL's
-scale, no better than their 53% share of the pool, and over 90% at this one
-(``benchmarks/vaal.py`` prints the current figure).
+discriminator and the picks are no better than random (docs/benchmarks.md, "VAAL and
+SRAAL selection time", compares the two scales).
 """
 
 from __future__ import annotations
@@ -216,9 +214,8 @@ def _one_thread() -> Iterator[None]:
     """Run torch on one thread, then restore the previous count.
 
     These layers are too small to gain from a second thread, and when the other core is
-    busy, every parallel region waits for a descheduled OpenMP thread: on the 2-core
-    development machine with one core taken, a 50-step run took 26 s on two threads
-    against 0.3 s on one.
+    busy, every parallel region waits for a descheduled OpenMP thread, which can make a
+    run many times slower (docs/benchmarks.md, "Small k-means and one thread").
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
