@@ -28,10 +28,11 @@ OUTPUT_IGNORES = {
 }
 ANNOTATIONS_README = """\
 Annotation batches, one file per labelling round, imported in file-name order.
-Add one with `alcycle import <export>`: a Label Studio (JSON, JSON-MIN, CSV) or CVAT
-(for images 1.1 XML, ImageNet 1.0) export, or a CSV with header `id,label`. Each is
+Add one with `alcycle import <export>`: a Label Studio (JSON, JSON-MIN, CSV, TSV) or
+CVAT (for images 1.1 XML, ImageNet 1.0) export, or a CSV with header `id,label`. Each is
 stored as it arrived, named by its number and content hash. Never edit or delete a
-batch: import a new one, or `alcycle label remove` (see the README, "Labeling tools").
+batch (a changed or missing one stops `dvc repro`): import a new one, or use
+`alcycle label remove` (see alcycle's README, "Importing labels").
 """
 
 
