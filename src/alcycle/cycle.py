@@ -11,7 +11,7 @@ from typing import Callable
 
 from alcycle.layout import Layout
 from alcycle.oracle import answer
-from alcycle.stages.label_import import list_batches
+from alcycle.annotations.store import list_batches
 
 
 class CycleError(RuntimeError):

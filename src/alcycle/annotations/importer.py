@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from alcycle.annotations.formats import detect
+from alcycle.annotations.rebuild import BatchReport, Imported, fold, last_written, write
 from alcycle.annotations.records import AnnotationError
 from alcycle.annotations.store import (
     copy_in,
@@ -33,7 +34,6 @@ from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import read_manifest
 from alcycle.annotations.history import check_none_missing, discarded_edit
-from alcycle.stages.label_import import BatchReport, Imported, fold, last_written, write
 
 # Stored batches keep the extension that says what they are, whatever the file was called.
 SUFFIXES = {

@@ -13,7 +13,7 @@ from alcycle.fileio import atomic_write_csv, atomic_write_text, file_digest
 from alcycle.layout import Layout
 from alcycle.params import Params, params_dict
 from alcycle.pool import read_labeled, read_manifest, split_rows
-from alcycle.stages.label_import import list_batches
+from alcycle.annotations.store import list_batches
 
 
 def score_test_split(

@@ -22,7 +22,7 @@ from alcycle.fileio import atomic_write_csv, atomic_write_text
 from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import read_labeled, read_manifest, rows_of, split_rows
-from alcycle.stages.label_import import list_batches
+from alcycle.annotations.store import list_batches
 from alcycle.strategies import SelectionContext, needs, select, settings_section
 
 QUERY_COLUMNS = ["id", "path", "score", "strategy", "cycle"]
