@@ -94,7 +94,8 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
         },
         "train": {
             "cmd": "alcycle train",
-            "deps": ["data/labeled.csv", "data/prepared/manifest.csv", "data/prepared/pixels.npy",
+            # data/annotations: the cycle number (CEAL's threshold) is the number of batches.
+            "deps": ["data/labeled.csv", "data/annotations", "data/prepared/manifest.csv", "data/prepared/pixels.npy",
                      "models/pretrained.pt"]
             + code("stages/train.py", "models.py", "loss_prediction.py", "semi.py", "propagation.py",
                    "faiss_ops.py"),
