@@ -71,14 +71,16 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
         },
         "pretrain": {
             "cmd": "alcycle pretrain",
-            "deps": ["data/prepared/pixels.npy"] + code("stages/pretrain.py", "models.py", "faiss_ops.py"),
+            "deps": ["data/prepared/pixels.npy"]
+            + code("stages/pretrain.py", "deepcluster.py", "models.py", "faiss_ops.py"),
             "params": ["seed", "classes", "pretrain", "train.backbone", "train.momentum", "train.weight_decay"],
             "outs": ["models/pretrained.pt"],
         },
         "pretrain-vit": {
             "cmd": "alcycle pretrain-vit",
             "deps": ["data/prepared/pixels.npy"]
-            + code("stages/pretrain_vit.py", "vit.py", "stages/pretrain.py", "models.py", "faiss_ops.py"),
+            + code("stages/pretrain_vit.py", "vit_deepcluster.py", "deepcluster.py", "vit.py", "models.py",
+                   "faiss_ops.py"),
             "params": ["seed", "classes", "pretrain_vit"],
             "outs": ["models/vit.pt"],
         },
