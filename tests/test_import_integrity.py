@@ -136,12 +136,12 @@ def test_an_interrupted_write_leaves_no_batch_behind(seeded, monkeypatch):
     never a half-written pool; importing again completes."""
     layout, params, big = seeded
     old_pool, _ = state(layout)
-    import alcycle.stages.label_import as stage
+    import alcycle.annotations.rebuild as rebuild
 
     def fail(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(stage, "atomic_write_text", fail)
+    monkeypatch.setattr(rebuild, "atomic_write_text", fail)
     with pytest.raises(OSError):
         import_file(layout, params, big)
     assert layout.labeled.read_bytes() == old_pool

@@ -107,17 +107,17 @@ def test_semi_supervised_choice_reaches_training(params, mode, cycle, check):
 
 
 def test_pretrain_batch_size_and_lr_reach_the_trainer(params, monkeypatch):
-    import alcycle.stages.pretrain as pretrain
+    import alcycle.deepcluster as deepcluster
 
     seen = []
-    real_fit = pretrain.lightning_fit
+    real_fit = deepcluster.lightning_fit
 
     def spy(model, loaders, **kwargs):
         seen.append((loaders["labeled"].batch_size, model.hparams.lr))
         return real_fit(model, loaders, **kwargs)
 
-    monkeypatch.setattr(pretrain, "lightning_fit", spy)
+    monkeypatch.setattr(deepcluster, "lightning_fit", spy)
     p = dataclasses.replace(params, pretrain=dataclasses.replace(
         params.pretrain, method="deepcluster", epochs=1, clusters=3, pca=0, batch_size=7, lr=0.02))
-    pretrain.deepcluster(toy_digits(n=21)[0], p)
+    deepcluster.pretrain_backbone(toy_digits(n=21)[0], p)
     assert seen == [(7, 0.02)]

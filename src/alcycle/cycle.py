@@ -11,7 +11,7 @@ from typing import Callable
 
 from alcycle.layout import Layout
 from alcycle.oracle import answer
-from alcycle.stages.label_import import list_batches
+from alcycle.pool import cycle_number
 
 
 class CycleError(RuntimeError):
@@ -45,15 +45,10 @@ def committed_paths(layout: Layout) -> list[Path]:
             layout.labelstudio_config, layout.import_report, layout.metrics, layout.mlflow_run]
 
 
-def current_cycle(layout: Layout) -> int:
-    """The cycle number is the number of annotation batches."""
-    return len(list_batches(layout.annotations))
-
-
 def commit_cycle(layout: Layout) -> str:
     """Commit the finished cycle's files and tag the commit ``cycle-N``; returns the tag."""
     root = layout.root
-    tag = f"cycle-{current_cycle(layout)}"
+    tag = f"cycle-{cycle_number(layout.annotations)}"
     if _git(root, "tag", "--list", tag):
         raise CycleError(f"tag {tag} exists already; label the queries and run `dvc repro` to finish a new cycle")
     status = _run([sys.executable, "-m", "dvc", "status", "--quiet"], root)
@@ -76,9 +71,10 @@ def _summary(layout: Layout) -> str:
 
 def simulate(layout: Layout, cycles: int, commit: bool, echo: Callable[[str], None]) -> list[dict]:
     """Run ``cycles`` oracle-labelled cycles (oracle, then ``dvc repro``); returns each cycle's metrics."""
-    echo(f"bringing the pipeline up to date (cycle {current_cycle(layout)}); the first run also prepares the data")
+    cycle = cycle_number(layout.annotations)
+    echo(f"bringing the pipeline up to date (cycle {cycle}); the first run also prepares the data")
     dvc_repro(layout.root)
-    if commit and not _git(layout.root, "tag", "--list", f"cycle-{current_cycle(layout)}"):
+    if commit and not _git(layout.root, "tag", "--list", f"cycle-{cycle}"):
         commit_cycle(layout)
     curve = []
     for _ in range(cycles):

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from alcycle.annotations.store import list_batches, store_new
+from alcycle.annotations.store import store_new
 from alcycle.layout import Layout
+from alcycle.pool import cycle_number
 
 
 class OracleError(RuntimeError):
@@ -23,7 +24,7 @@ def answer(layout: Layout) -> Path:
     if not layout.queries.exists():
         raise OracleError(f"{layout.queries}: no query batch yet; run `dvc repro` first")
     queries = pd.read_csv(layout.queries, dtype={"id": str}, keep_default_na=False)
-    imported = len(list_batches(layout.annotations))
+    imported = cycle_number(layout.annotations)
     made_in = int(queries["cycle"].iloc[0]) if len(queries) else -1
     if made_in != imported:
         raise OracleError(

@@ -1,7 +1,8 @@
 """The pool table: one row per item, keyed by a stable string id.
 
 Every array that stages exchange (pixels, probabilities, embeddings) has one row per
-manifest row, in manifest order. Conversion between ids and row indices lives here.
+manifest row, in manifest order. Conversion between ids and row indices lives here, and
+so does the cycle number.
 """
 
 from __future__ import annotations
@@ -11,9 +12,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alcycle.annotations.store import list_batches
+
 MANIFEST_COLUMNS = ["id", "path", "split"]
 LABELED_COLUMNS = ["id", "label", "cycle", "source", "annotator"]
 SPLITS = ("pool", "test")
+
+
+def cycle_number(annotations: Path) -> int:
+    """The cycle number: how many annotation batches ``annotations`` holds (batch k labels cycle k).
+
+    Not the labeled pool's largest ``cycle``: after a removal batch that removes the newest
+    labels, the pool no longer shows the batch, but the batch still counts.
+    """
+    return len(list_batches(annotations))
 
 
 def read_manifest(path: Path) -> pd.DataFrame:

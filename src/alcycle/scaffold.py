@@ -72,14 +72,16 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
         },
         "pretrain": {
             "cmd": "alcycle pretrain",
-            "deps": ["data/prepared/pixels.npy"] + code("stages/pretrain.py", "models.py", "faiss_ops.py"),
+            "deps": ["data/prepared/pixels.npy"]
+            + code("stages/pretrain.py", "deepcluster.py", "models.py", "faiss_ops.py"),
             "params": ["seed", "classes", "pretrain", "train.backbone", "train.momentum", "train.weight_decay"],
             "outs": ["models/pretrained.pt"],
         },
         "pretrain-vit": {
             "cmd": "alcycle pretrain-vit",
             "deps": ["data/prepared/pixels.npy"]
-            + code("stages/pretrain_vit.py", "vit.py", "stages/pretrain.py", "models.py", "faiss_ops.py"),
+            + code("stages/pretrain_vit.py", "vit_deepcluster.py", "deepcluster.py", "vit.py", "models.py",
+                   "faiss_ops.py"),
             "params": ["seed", "classes", "pretrain_vit"],
             "outs": ["models/vit.pt"],
         },
@@ -95,7 +97,8 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
         },
         "train": {
             "cmd": "alcycle train",
-            "deps": ["data/labeled.csv", "data/prepared/manifest.csv", "data/prepared/pixels.npy",
+            # data/annotations: the cycle number (CEAL's threshold) is the number of batches.
+            "deps": ["data/labeled.csv", "data/annotations", "data/prepared/manifest.csv", "data/prepared/pixels.npy",
                      "models/pretrained.pt"]
             + code("stages/train.py", "models.py", "loss_prediction.py", "semi.py", "propagation.py",
                    "faiss_ops.py"),

@@ -13,8 +13,11 @@ import pytest
 
 from alcycle.layout import Layout
 from alcycle.params import LabelImportParams
+from alcycle.annotations.rebuild import fold, import_labels
+from alcycle.annotations.records import AnnotationError
+from alcycle.annotations.store import list_batches
+from alcycle.stages.label_import import run
 from conftest import make_params
-from alcycle.stages.label_import import AnnotationError, fold, import_labels, list_batches, run
 
 CLASSES = ("cat", "dog")
 MANIFEST = pd.DataFrame(

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import alcycle.deepcluster as deepcluster
 import alcycle.stages.pretrain as pretrain
 from alcycle.layout import Layout
 from alcycle.models import build_backbone, load_backbone_weights, resnet18_small
@@ -22,15 +23,16 @@ def with_pretrain(params, **values):
 def test_deepcluster_changes_the_backbone_and_passes_its_parameters(params, monkeypatch):
     pixels, _ = toy_digits(n=48)
     calls = {"kmeans": [], "pca": []}
-    real_kmeans, real_pca = pretrain.kmeans, pretrain.pca_whiten
-    monkeypatch.setattr(pretrain, "kmeans", lambda x, k, n, s: calls["kmeans"].append((k, n)) or real_kmeans(x, k, n, s))
-    monkeypatch.setattr(pretrain, "pca_whiten", lambda x, d: calls["pca"].append(d) or real_pca(x, d))
+    real_kmeans, real_pca = deepcluster.kmeans, deepcluster.pca_whiten
+    monkeypatch.setattr(deepcluster, "kmeans",
+                        lambda x, k, n, s: calls["kmeans"].append((k, n)) or real_kmeans(x, k, n, s))
+    monkeypatch.setattr(deepcluster, "pca_whiten", lambda x, d: calls["pca"].append(d) or real_pca(x, d))
     p = with_pretrain(params, method="deepcluster", epochs=2, clusters=4, kmeans_iterations=3, pca=8,
                       batch_size=16)
     torch.manual_seed(0)
     before = build_backbone("small_cnn", 1).state_dict()
     torch.manual_seed(0)
-    backbone = pretrain.deepcluster(pixels, p)
+    backbone = deepcluster.pretrain_backbone(pixels, p)
     assert calls == {"kmeans": [(4, 3), (4, 3)], "pca": [8, 8]}
     after = backbone.state_dict()
     assert not torch.equal(before["features.0.0.weight"], after["features.0.0.weight"])
@@ -38,15 +40,16 @@ def test_deepcluster_changes_the_backbone_and_passes_its_parameters(params, monk
 
 def test_default_cluster_count_is_five_per_class(params, monkeypatch):
     seen = []
-    real = pretrain.kmeans
-    monkeypatch.setattr(pretrain, "kmeans", lambda x, k, n, s: seen.append(k) or real(x, k, n, s))
-    pretrain.deepcluster(toy_digits(n=60)[0], with_pretrain(params, method="deepcluster", epochs=1, clusters=0, pca=8))
+    real = deepcluster.kmeans
+    monkeypatch.setattr(deepcluster, "kmeans", lambda x, k, n, s: seen.append(k) or real(x, k, n, s))
+    p = with_pretrain(params, method="deepcluster", epochs=1, clusters=0, pca=8)
+    deepcluster.pretrain_backbone(toy_digits(n=60)[0], p)
     assert seen == [50]  # 10 classes
 
 
 def test_uniform_over_clusters_balances_draws():
     assignment = np.array([0] * 90 + [1] * 10)
-    draws = np.array(list(pretrain.uniform_over_clusters(assignment, 2, seed=0)))
+    draws = np.array(list(deepcluster.uniform_over_clusters(assignment, 2, seed=0)))
     share_small = (assignment[draws] == 1).mean()
     assert 0.4 < share_small < 0.6  # 10% of the items, half of the draws
 
@@ -84,3 +87,32 @@ def test_torchvision_weights_file_loads_all_but_the_adapted_stem(tmp_path, param
     assert torch.equal(backbone.state_dict()["layer4.1.conv2.weight"], reference.state_dict()["layer4.1.conv2.weight"])
     skipped = load_backbone_weights(resnet18_small(3), reference.state_dict())
     assert sorted(skipped) == ["conv1.weight", "fc.bias", "fc.weight"]
+
+
+def test_deepcluster_is_reproducible_and_leaves_torchs_generator_alone(params):
+    """One seed decides everything (as in pretrain-vit): two runs agree, and the caller's
+    global generator is where it was."""
+    pixels, _ = toy_digits(n=24)
+    p = with_pretrain(params, method="deepcluster", epochs=2, clusters=3, pca=0, batch_size=8)
+    state = torch.get_rng_state()
+    first = deepcluster.pretrain_backbone(pixels, p).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(123)  # another global state changes nothing
+    second = deepcluster.pretrain_backbone(pixels, p).state_dict()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+def test_a_relative_weights_path_is_taken_from_the_project_folder(tmp_path, params):
+    """As in pretrain-vit; a missing file is named with its parameter."""
+    layout = Layout(tmp_path / "project")
+    layout.pixels.parent.mkdir(parents=True)
+    np.save(layout.pixels, toy_digits(n=4)[0])
+    torch.manual_seed(2)
+    reference = build_backbone("small_cnn", 1)
+    torch.save(reference.state_dict(), layout.root / "cnn.pt")
+    saved = pretrain.run(layout, with_pretrain(params, method="weights", weights="cnn.pt"))
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(saved["state_dict"][name], tensor), name
+    with pytest.raises(FileNotFoundError, match="pretrain.weights: .*absent.pt not found"):
+        pretrain.run(layout, with_pretrain(params, method="weights", weights="absent.pt"))

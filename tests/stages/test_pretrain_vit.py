@@ -9,7 +9,9 @@ import pytest
 import torch
 import torchvision
 
+import alcycle.deepcluster as deepcluster
 import alcycle.stages.pretrain_vit as pretrain_vit
+import alcycle.vit_deepcluster as vit_deepcluster
 from alcycle.layout import Layout
 from alcycle.params import load_params
 from alcycle.vit import attention_and_features, build_vit, load_vit
@@ -87,14 +89,14 @@ def test_deepcluster_trains_the_transformer_reproducibly(tmp_path):
     pixels = np.load(layout.pixels)
     params = vit_params(tmp_path, method="deepcluster", epochs=1, clusters=4, batch_size=8)
     first = pretrain_vit.run(layout, params)["state_dict"]
-    second = pretrain_vit.deepcluster(pixels, params).state_dict()
+    second = vit_deepcluster.pretrain_vit(pixels, params).state_dict()
     before = initial_weights(params, pixels)
     for name in first:
         assert torch.equal(first[name], second[name]), name
     changed = [name for name in first if not torch.equal(first[name], before[name])]
     assert "encoder.layers.encoder_layer_1.self_attention.in_proj_weight" in changed
     assert "conv_proj.weight" in changed
-    other_seed = pretrain_vit.deepcluster(pixels, dataclasses.replace(params, seed=1)).state_dict()
+    other_seed = vit_deepcluster.pretrain_vit(pixels, dataclasses.replace(params, seed=1)).state_dict()
     assert not torch.equal(other_seed["conv_proj.weight"], first["conv_proj.weight"])
     attention, _ = attention_and_features(load_vit(layout.vit), pixels)  # what GEAL will read
     assert attention.shape == (32, 4)
@@ -103,19 +105,19 @@ def test_deepcluster_trains_the_transformer_reproducibly(tmp_path):
 def test_deepcluster_parameters_reach_their_use(tmp_path, monkeypatch):
     layout = project(tmp_path)
     calls = []
-    real = pretrain_vit.cluster_targets
-    monkeypatch.setattr(pretrain_vit, "cluster_targets",
+    real = deepcluster.cluster_targets
+    monkeypatch.setattr(deepcluster, "cluster_targets",
                         lambda f, k, pca, n, seed: calls.append((len(f), k, seed)) or real(f, k, pca, n, seed))
     params = vit_params(tmp_path, method="deepcluster", epochs=2, clusters=3, batch_size=5, lr=0.01)
     model_lrs = []
-    real_configure = pretrain_vit.VitDeepCluster.configure_optimizers
+    real_configure = vit_deepcluster.VitDeepCluster.configure_optimizers
 
     def configure(self):
         optimization = real_configure(self)
         model_lrs.append(optimization["optimizer"].defaults["lr"])
         return optimization
 
-    monkeypatch.setattr(pretrain_vit.VitDeepCluster, "configure_optimizers", configure)
+    monkeypatch.setattr(vit_deepcluster.VitDeepCluster, "configure_optimizers", configure)
     pretrain_vit.run(layout, params)
     assert calls == [(32, 3, 0), (32, 3, 1)]  # one clustering of every image per epoch, seeded per epoch
     assert model_lrs == [0.01, 0.01]  # the same optimiser, kept across both epochs' Trainers
@@ -127,15 +129,15 @@ def test_default_cluster_count_is_five_per_class_and_must_fit_the_images(tmp_pat
 
 
 def test_warmup_rises_linearly_then_holds():
-    factor = pretrain_vit.warmup(40)  # 10% of 40 steps: 4 warm-up steps
+    factor = vit_deepcluster.warmup(40)  # 10% of 40 steps: 4 warm-up steps
     assert [factor(step) for step in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
 
 
 def test_random_affine_keeps_a_blank_image_and_is_seeded():
     blank = torch.full((3, 1, 8, 8), -0.4)
-    out = pretrain_vit.random_affine(blank, torch.Generator().manual_seed(0))
+    out = vit_deepcluster.random_affine(blank, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out, blank)
     x = torch.randn(4, 3, 8, 8)
-    first = pretrain_vit.random_affine(x, torch.Generator().manual_seed(5))
-    torch.testing.assert_close(first, pretrain_vit.random_affine(x, torch.Generator().manual_seed(5)))
+    first = vit_deepcluster.random_affine(x, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(first, vit_deepcluster.random_affine(x, torch.Generator().manual_seed(5)))
     assert not torch.allclose(first, x)

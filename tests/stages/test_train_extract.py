@@ -156,3 +156,25 @@ def test_extract_writes_only_what_the_model_can_say(tmp_path, params):
     extract.run(layout, both)
     assert np.load(layout.extracted / "mc_probs.npy").shape == (10, params.extract.mc_samples, 10)
     assert np.load(layout.extracted / "predicted_loss.npy").shape == (10,)
+
+
+def test_train_counts_a_removal_batch_as_a_cycle(tmp_path, monkeypatch):
+    """After a removal batch takes the newest labels out, the pool's largest ``cycle`` is
+    behind the batch count; train (CEAL's threshold) uses the batch count, as evaluate and select do."""
+    from alcycle.annotations.importer import import_file, remove_labels
+    from alcycle.pool import cycle_number, read_labeled
+    from alcycle.stages import train
+    from test_import import make_project
+
+    ids = [f"item-{i}" for i in range(6)]
+    layout, params = make_project(tmp_path, ids, ("cat", "dog"))
+    for number, text in enumerate(["id,label\nitem-0,cat\nitem-1,dog\n", "id,label\nitem-2,cat\n"]):
+        (tmp_path / f"export-{number}.csv").write_text(text)
+        import_file(layout, params, tmp_path / f"export-{number}.csv")
+    remove_labels(layout, params, ["item-2"], "not a cat")
+    np.save(layout.pixels, toy_digits(n=len(ids))[0])
+    assert read_labeled(layout.labeled)["cycle"].max() == 1 and cycle_number(layout.annotations) == 3
+    seen = []
+    monkeypatch.setattr(train, "pseudo_labeller", lambda p, cycle: seen.append(cycle))
+    train.run(layout, with_steps(params, 1))
+    assert seen == [3]

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from alcycle.annotations.formats import detect, suffix_of
+from alcycle.annotations.history import check_none_missing, discarded_edit
+from alcycle.annotations.rebuild import BatchReport, Imported, fold, last_written, write
 from alcycle.annotations.records import AnnotationError
 from alcycle.annotations.store import (
     copy_in,
@@ -32,8 +34,6 @@ from alcycle.fileio import file_digest
 from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import read_manifest
-from alcycle.annotations.history import check_none_missing, discarded_edit
-from alcycle.stages.label_import import BatchReport, Imported, fold, last_written, write
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,7 @@ import pandas as pd
 from alcycle.fileio import atomic_write_csv, atomic_write_text, file_digest
 from alcycle.layout import Layout
 from alcycle.params import Params, params_dict
-from alcycle.pool import read_labeled, read_manifest, split_rows
-from alcycle.stages.label_import import list_batches
+from alcycle.pool import cycle_number, read_labeled, read_manifest, split_rows
 
 
 def score_test_split(
@@ -76,7 +75,7 @@ def run(layout: Layout, params: Params, log_to_mlflow: bool = True) -> dict[str,
         # The newest batch's annotator disagreements, so MLflow shows each cycle's count.
         report = json.loads(layout.import_report.read_text(encoding="utf-8"))
         metrics["annotator_disagreements"] = report["newest_batch_disagreements"]
-    cycle = len(list_batches(layout.annotations))
+    cycle = cycle_number(layout.annotations)
     summary = {"cycle": cycle, "n_labels": len(labeled), **metrics}
     atomic_write_text(layout.metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     atomic_write_csv(layout.confusion, pairs)

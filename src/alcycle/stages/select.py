@@ -23,8 +23,7 @@ from alcycle.annotations.labelstudio import tasks as labelstudio
 from alcycle.fileio import atomic_write_csv, atomic_write_text
 from alcycle.layout import Layout
 from alcycle.params import Params
-from alcycle.pool import read_labeled, read_manifest, rows_of, split_rows
-from alcycle.stages.label_import import list_batches
+from alcycle.pool import cycle_number, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.strategies import SelectionContext, needs, select, settings_section
 
 QUERY_COLUMNS = ["id", "path", "score", "strategy", "cycle"]
@@ -99,7 +98,7 @@ def load_inputs(layout: Layout, params: Params, strategy: str) -> dict[str, Any]
 def run(layout: Layout, params: Params) -> pd.DataFrame:
     manifest = read_manifest(layout.manifest)
     labeled = read_labeled(layout.labeled)
-    cycle = len(list_batches(layout.annotations))
+    cycle = cycle_number(layout.annotations)
     strategy = params.select.strategy if len(labeled) else params.select.cold_start
     # One stream per (seed, cycle): reproducible, yet random picks differ from cycle to cycle.
     rng = np.random.default_rng([params.seed, cycle])

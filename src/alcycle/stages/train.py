@@ -19,7 +19,7 @@ from alcycle.fileio import atomic_write_csv
 from alcycle.layout import Layout
 from alcycle.models import Classifier, lightning_fit, load_backbone_weights, save_model
 from alcycle.params import Params
-from alcycle.pool import class_index, read_labeled, read_manifest, rows_of, split_rows
+from alcycle.pool import class_index, cycle_number, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.strategies import needs
 from alcycle.semi import (
     PseudoLabeller,
@@ -115,8 +115,7 @@ def run(layout: Layout, params: Params) -> Classifier:
     labeled = read_labeled(layout.labeled)
     pixels = np.load(layout.pixels, mmap_mode="r")
     model = initial_model(layout, params, in_channels=pixels.shape[1])
-    cycle = int(labeled["cycle"].max()) if len(labeled) else 0
-    labeller = pseudo_labeller(params, cycle)
+    labeller = pseudo_labeller(params, cycle_number(layout.annotations))
     pool_rows = split_rows(manifest, "pool")
     refresh = None
     if len(labeled):

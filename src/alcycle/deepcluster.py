@@ -1,0 +1,124 @@
+"""DeepCluster (Caron et al. 2018): backbone weights learned from every image, with no label.
+
+As Siméoni et al. use it: each epoch clusters the current features with k-means and
+trains one pass on the cluster ids, sampling clusters uniformly, with a freshly
+initialised head. One loop (``fit_clusters``) serves the ``pretrain`` CNN and the
+``pretrain-vit`` transformer (``vit_deepcluster.py``), with one randomness policy:
+everything is drawn from ``seed`` (epoch ``e`` from ``seed + e``) through explicit
+generators, and weight initialisation, which torch draws from its global generator,
+runs under ``seeded``, which leaves that generator as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+
+from alcycle.faiss_ops import kmeans, l2_normalise, pca_whiten
+from alcycle.models import Classifier, lightning_fit, predict
+from alcycle.params import Params
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """What one DeepCluster run does each epoch: cluster into ``clusters`` and train one pass."""
+
+    epochs: int
+    clusters: int
+    batch_size: int
+    pca: int  # 0: no PCA before k-means
+    kmeans_iterations: int
+    seed: int
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Draws from torch's global generator (weight initialisation) come from ``seed``;
+    the generator is left as it was, so no caller's randomness shifts."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
+def cluster_count(clusters: int, classes: int, images: int, key: str) -> int:
+    """``clusters``, or five per class when 0; k-means cannot make more clusters than images."""
+    k = clusters or 5 * classes
+    if k > images:
+        raise ValueError(f"{key}: {k} clusters for {images} images; set fewer")
+    return k
+
+
+def weights_file(root: Path, weights: str, key: str) -> Path:
+    """A local weights file named in params: a relative path is taken from the project folder."""
+    path = Path(weights)
+    path = path if path.is_absolute() else root / path
+    if not path.exists():
+        raise FileNotFoundError(f"{key}: {path} not found")
+    return path
+
+
+def cluster_targets(features: np.ndarray, k: int, pca: int, iterations: int, seed: int) -> np.ndarray:
+    """DeepCluster's pseudo-targets: (optional whitened PCA), L2 normalisation, k-means ids (N,)."""
+    if pca:
+        features = pca_whiten(features, pca)
+    return kmeans(l2_normalise(features), k, iterations, seed)[1]
+
+
+def uniform_over_clusters(assignment: np.ndarray, k: int, seed: int) -> WeightedRandomSampler:
+    """Draw as many items as there are, each cluster equally often (big clusters do not dominate)."""
+    sizes = np.bincount(assignment, minlength=k)
+    weights = 1.0 / sizes[assignment]
+    return WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(assignment), replacement=True,
+                                 generator=torch.Generator().manual_seed(seed))
+
+
+def fit_clusters(
+    model: pl.LightningModule, images: torch.Tensor, rounds: Rounds,
+    features: Callable[[torch.Tensor], np.ndarray], reset_head: Callable[[int], None], name: str,
+) -> None:
+    """Train ``model`` on uint8 ``images`` (N, C, H, W) with DeepCluster, in place.
+
+    ``features`` gives the (N, D) features to cluster; ``reset_head(seed)`` gives the model
+    a fresh head over ``rounds.clusters`` ids. The model trains on batches
+    ``{"labeled": (pixels, cluster ids)}`` and logs ``train_loss``.
+    """
+    for epoch in range(rounds.epochs):
+        seed = rounds.seed + epoch
+        assignment = cluster_targets(features(images), rounds.clusters, rounds.pca, rounds.kmeans_iterations, seed)
+        # Cluster ids are permuted from one epoch to the next: the old head means nothing now.
+        reset_head(seed)
+        model.train()  # Lightning keeps the modes it is given; the features may have been taken in eval mode
+        loader = DataLoader(TensorDataset(images, torch.from_numpy(assignment)), batch_size=rounds.batch_size,
+                            sampler=uniform_over_clusters(assignment, rounds.clusters, seed),
+                            generator=torch.Generator().manual_seed(seed))
+        trainer = lightning_fit(model, {"labeled": loader})
+        print(f"{name}: DeepCluster epoch {epoch + 1}/{rounds.epochs}, loss "
+              f"{float(trainer.callback_metrics['train_loss']):.3f}, {len(np.unique(assignment))} clusters in use, "
+              f"largest {np.bincount(assignment).max()}", flush=True)
+
+
+def pretrain_backbone(pixels: np.ndarray, params: Params) -> nn.Module:
+    """A ``train.backbone`` trained with DeepCluster on uint8 ``pixels`` (N, C, H, W); returns the backbone."""
+    pp = params.pretrain
+    k = cluster_count(pp.clusters, len(params.classes), len(pixels), "pretrain.clusters")
+    rounds = Rounds(pp.epochs, k, pp.batch_size, pp.pca, pp.kmeans_iterations, params.seed)
+    with seeded(params.seed):
+        model = Classifier(backbone=params.train.backbone, in_channels=pixels.shape[1], num_classes=k, lr=pp.lr,
+                           momentum=params.train.momentum, weight_decay=params.train.weight_decay,
+                           steps=-(-len(pixels) // pp.batch_size), augment=True, seed=params.seed)
+
+    def reset_head(seed: int) -> None:
+        with seeded(seed):
+            model.head = nn.Linear(model.backbone.out_dim, k)
+
+    images = torch.from_numpy(np.array(pixels))
+    fit_clusters(model, images, rounds, lambda x: predict(model, x.numpy(), 500)[1], reset_head, "pretrain")
+    return model.backbone
