@@ -19,6 +19,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 import pandas as pd
 
+from alcycle.params import ParamsError
+
 # The names that tie a task to the labeling config: the task's data key and the <Image>
 # tag's name ("$image"), and the <Choices> tag a prediction's result fills in.
 IMAGE = "image"
@@ -37,7 +39,7 @@ def image_url(prefix: str, path: str) -> str:
 def predicted_classes(probs: np.ndarray, classes: Sequence[str]) -> list[str]:
     """The most probable class name of each row of ``probs`` (B, C); C must be ``len(classes)``."""
     if probs.ndim != 2 or probs.shape[1] != len(classes):
-        raise ValueError(f"class probabilities of shape {probs.shape} do not fit the {len(classes)} classes "
+        raise ParamsError(f"class probabilities of shape {probs.shape} do not fit the {len(classes)} classes "
                          f"of params.yaml; run `dvc repro` so that train and extract use the current classes")
     return [classes[i] for i in np.asarray(probs).argmax(axis=1)]
 

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from alcycle.fileio import atomic_write_bytes
 from alcycle.loss_prediction import FeatureTaps, LossPredictor, ranking_loss
+from alcycle.params import ParamsError
 
 
 class SmallCNN(nn.Module):
@@ -74,7 +75,7 @@ def build_backbone(name: str, in_channels: int) -> nn.Module:
     try:
         return BACKBONES[name](in_channels)
     except KeyError:
-        raise ValueError(f"unknown backbone '{name}'; choose one of: {', '.join(sorted(BACKBONES))}") from None
+        raise ParamsError(f"unknown backbone '{name}'; choose one of: {', '.join(sorted(BACKBONES))}") from None
 
 
 def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

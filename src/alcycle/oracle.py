@@ -11,10 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from alcycle.annotations.store import list_batches, store_new
+from alcycle.errors import AlcycleError
 from alcycle.layout import Layout
 
 
-class OracleError(RuntimeError):
+class OracleError(AlcycleError, RuntimeError):
     """The oracle cannot answer: stale queries or missing ground truth."""
 
 

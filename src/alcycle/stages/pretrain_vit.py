@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from alcycle.errors import MissingInputError
 from alcycle.layout import Layout
 from alcycle.models import atomic_torch_save, lightning_fit
-from alcycle.params import Params, PretrainVitParams
+from alcycle.params import Params, ParamsError, PretrainVitParams
 from alcycle.stages.pretrain import cluster_targets, uniform_over_clusters
 from alcycle.vit import Vit, build_vit, load_weights, save_vit
 
@@ -128,7 +129,7 @@ def deepcluster(pixels: np.ndarray, params: Params) -> Vit:
     vp = params.pretrain_vit
     k = vp.clusters or 5 * len(params.classes)
     if k > len(pixels):
-        raise ValueError(f"pretrain_vit.clusters: {k} clusters for {len(pixels)} images; set fewer")
+        raise ParamsError(f"pretrain_vit.clusters: {k} clusters for {len(pixels)} images; set fewer")
     steps = -(-len(pixels) // vp.batch_size)
     with torch.random.fork_rng():  # seeded initial weights, leaving torch's global generator as it was
         torch.manual_seed(params.seed)
@@ -153,7 +154,7 @@ def deepcluster(pixels: np.ndarray, params: Params) -> Vit:
 def from_file(path: Path, vit_params: PretrainVitParams, image_size: int, in_channels: int) -> Vit:
     """A ``Vit`` of ``pretrain_vit``'s sizes holding a torchvision state dict's tensors, all of them."""
     if not path.exists():
-        raise FileNotFoundError(f"pretrain_vit.weights: {path} not found")
+        raise MissingInputError(f"pretrain_vit.weights: {path} not found")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     vit = build_vit(vit_params, image_size=image_size, in_channels=in_channels)
@@ -177,5 +178,5 @@ def run(layout: Layout, params: Params) -> dict:
         vit = from_file(weights if weights.is_absolute() else layout.root / weights, params.pretrain_vit,
                         image_size=pixels.shape[-1], in_channels=pixels.shape[1])
     else:
-        raise ValueError(f"pretrain_vit.method is {method!r}; choose one of: none, deepcluster, weights")
+        raise ParamsError(f"pretrain_vit.method is {method!r}; choose one of: none, deepcluster, weights")
     return save_vit(layout.vit, vit, method)
