@@ -430,6 +430,7 @@ def _big_labelstudio_tsv(path: Path, rows: int) -> None:
         out.writelines(first.replace('"mnist-0000"', f'"item-{n}"', 1) + "\r\n" for n in range(rows))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [_big_labelstudio, _big_xml, _big_csv, _big_labelstudio_tsv])
 def test_reading_memory_does_not_grow_with_the_file(tmp_path: Path, make) -> None:
     """A file ten times larger needs no more memory: nothing holds the whole file or all records.

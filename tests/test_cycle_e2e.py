@@ -216,7 +216,7 @@ def test_run_cache_restores_never_lose_or_repeat_a_run(project, history):
         assert pd.read_csv(project / "data/labeled.csv", dtype=str).equals(history[2]["labeled"])
     finally:
         sh(project, "git", "checkout", "--quiet", "-")
-    forward = dvc(project, "repro")
+        forward = dvc(project, "repro")  # cycle 3's outputs back, for the tests after this one
     for out in (back, forward):
         assert "Stage 'train' is cached - skipping run" in out
         assert "Running stage 'evaluate'" in out and "already logged as MLflow run" in out

@@ -28,6 +28,8 @@ from alcycle.params import Params
 from alcycle.pool import read_labeled, read_manifest
 from test_import import DIGITS, EXPORTS, make_project
 
+pytestmark = pytest.mark.slow  # fuzzing: hundreds of imports
+
 IDS = [f"mnist-{i:04d}" for i in range(6)]
 FIXTURES = sorted(p.read_bytes() for p in EXPORTS.iterdir()
                   if p.suffix in (".json", ".csv", ".tsv", ".xml", ".zip") and p.name != "expected.csv")

@@ -26,6 +26,8 @@ from alcycle.layout import Layout
 from alcycle.pool import read_labeled
 from test_import import make_project
 
+pytestmark = pytest.mark.slow  # kill -9, concurrent imports, a huge export
+
 N_ITEMS = 3000
 CLASSES = ("cat", "dog")
 

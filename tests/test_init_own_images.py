@@ -28,6 +28,7 @@ def write_images(folder, per_class: int = 12, seed: int = 0) -> None:
             Image.fromarray(pixels).save(folder / name / f"{i:03d}.{'png' if i % 2 else 'jpg'}")
 
 
+@pytest.mark.slow
 def test_init_suggests_params_from_the_images(tmp_path):
     write_images(tmp_path / "photos")
     alcycle(tmp_path, "init", str(git_repo(tmp_path / "proj")), "--images", str(tmp_path / "photos"))

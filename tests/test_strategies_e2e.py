@@ -45,6 +45,8 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_learning_loss_trains_its_module_and_queries_by_it(project):
+    edit_params(project, train={"dropout": 0.0}, select={"strategy": "learning_loss"})  # as the fixture left it
+    dvc(project, "repro")
     batch = queries(project)
     assert batch["strategy"].unique().tolist() == ["learning_loss"] and len(batch) == BUDGET
     assert extracted(project) == {"probs.npy", "embeddings.npy", "predicted_loss.npy"}

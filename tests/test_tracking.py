@@ -80,6 +80,7 @@ def mlflow_server(tmp_path):
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_logs_to_a_tracking_server(tmp_path, mlflow_server):
     run_id, logged = log_cycle(record(tmp_path), mlflow_server, "served", tmp_path)
     assert logged

@@ -10,19 +10,20 @@ from typing import Callable
 import click
 
 from alcycle import lifeline
+from alcycle.errors import AlcycleError
 from alcycle.layout import Layout
 from alcycle.params import load_params
 
-# Errors that are the user's input, not a bug: shown as one clean message.
-_USER_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
-
 
 def _clean_errors(func: Callable) -> Callable:
+    """Show a user's error (an ``AlcycleError``) as its message alone; any other exception is a
+    bug and keeps its traceback."""
+
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except _USER_ERRORS as exc:
+        except AlcycleError as exc:
             raise click.ClickException(str(exc.args[0]) if exc.args else repr(exc)) from exc
 
     return wrapper
@@ -175,7 +176,7 @@ def campaign_cell(layout: Layout, strategy: str, option: str, seed: int) -> None
     definition = load_campaign(layout.root / "campaign.yaml")
     cell = Cell(strategy, option, seed)
     if cell not in definition.cells:
-        raise ValueError(f"{definition.source}: {cell.name} is not a cell of campaign {definition.name}")
+        raise AlcycleError(f"{definition.source}: {cell.name} is not a cell of campaign {definition.name}")
     run_cell(layout.root, definition, cell, echo=lambda line: click.echo(line, err=True))
 
 

@@ -9,12 +9,13 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from alcycle.errors import AlcycleError
 from alcycle.layout import Layout
 from alcycle.oracle import answer
 from alcycle.pool import cycle_number
 
 
-class CycleError(RuntimeError):
+class CycleError(AlcycleError, RuntimeError):
     """A cycle cannot be committed or run."""
 
 

@@ -22,9 +22,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
+from alcycle.errors import MissingInputError
 from alcycle.faiss_ops import kmeans, l2_normalise, pca_whiten
 from alcycle.models import Classifier, lightning_fit, predict
-from alcycle.params import Params
+from alcycle.params import Params, ParamsError
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def cluster_count(clusters: int, classes: int, images: int, key: str) -> int:
     """``clusters``, or five per class when 0; k-means cannot make more clusters than images."""
     k = clusters or 5 * classes
     if k > images:
-        raise ValueError(f"{key}: {k} clusters for {images} images; set fewer")
+        raise ParamsError(f"{key}: {k} clusters for {images} images; set fewer")
     return k
 
 
@@ -61,7 +62,7 @@ def weights_file(root: Path, weights: str, key: str) -> Path:
     path = Path(weights)
     path = path if path.is_absolute() else root / path
     if not path.exists():
-        raise FileNotFoundError(f"{key}: {path} not found")
+        raise MissingInputError(f"{key}: {path} not found")
     return path
 
 

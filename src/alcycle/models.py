@@ -20,8 +20,10 @@ from pytorch_lightning.utilities import CombinedLoader
 from torch import nn
 from torch.utils.data import DataLoader
 
+from alcycle.errors import BadFileError
 from alcycle.fileio import atomic_write_bytes
 from alcycle.loss_prediction import FeatureTaps, LossPredictor, ranking_loss
+from alcycle.params import ParamsError
 
 
 class SmallCNN(nn.Module):
@@ -74,7 +76,7 @@ def build_backbone(name: str, in_channels: int) -> nn.Module:
     try:
         return BACKBONES[name](in_channels)
     except KeyError:
-        raise ValueError(f"unknown backbone '{name}'; choose one of: {', '.join(sorted(BACKBONES))}") from None
+        raise ParamsError(f"unknown backbone '{name}'; choose one of: {', '.join(sorted(BACKBONES))}") from None
 
 
 def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -271,7 +273,7 @@ def load_backbone_weights(backbone: nn.Module, state: dict[str, torch.Tensor]) -
         else:
             skipped.append(name)
     if not loaded:
-        raise ValueError(f"no tensor of the weights matches the backbone (first keys: {list(state)[:3]})")
+        raise BadFileError(f"no tensor of the weights matches the backbone (first keys: {list(state)[:3]})")
     backbone.load_state_dict({**own, **loaded})
     return skipped
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from alcycle.annotations.store import store_new
+from alcycle.errors import AlcycleError
 from alcycle.layout import Layout
 from alcycle.pool import cycle_number
 
 
-class OracleError(RuntimeError):
+class OracleError(AlcycleError, RuntimeError):
     """The oracle cannot answer: stale queries or missing ground truth."""
 
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import yaml
 
+from alcycle.errors import AlcycleError
 
-class ParamsError(ValueError):
+
+class ParamsError(AlcycleError, ValueError):
     """``params.yaml`` is missing a key, has an unknown one, or a value of the wrong type."""
 
 

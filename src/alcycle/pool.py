@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from alcycle.annotations.store import list_batches
+from alcycle.errors import BadFileError
 
 MANIFEST_COLUMNS = ["id", "path", "split"]
 LABELED_COLUMNS = ["id", "label", "cycle", "source", "annotator"]
@@ -33,7 +34,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected {MANIFEST_COLUMNS}")
+        raise BadFileError(f"{path}: missing column(s) {missing}; expected {MANIFEST_COLUMNS}")
     return frame
 
 
@@ -48,7 +49,7 @@ def read_labeled(path: Path) -> pd.DataFrame:
     if list(frame.columns) == LABELED_COLUMNS[:-1]:
         frame["annotator"] = ""
     if list(frame.columns) != LABELED_COLUMNS:
-        raise ValueError(f"{path}: columns {list(frame.columns)}; expected {LABELED_COLUMNS}")
+        raise BadFileError(f"{path}: columns {list(frame.columns)}; expected {LABELED_COLUMNS}")
     frame["cycle"] = frame["cycle"].astype(int)
     return frame
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from alcycle.errors import AlcycleError
 from alcycle.layout import Layout
 
 # The pool's columns this report reads. Revisions made before the annotator column existed
@@ -23,7 +24,7 @@ REQUIRED = ["id", "label", "source"]
 UNKNOWN = "(unknown)"
 
 
-class ReviewError(RuntimeError):
+class ReviewError(AlcycleError, RuntimeError):
     """A revision or a labeled pool that cannot be read."""
 
 

@@ -11,7 +11,9 @@ from string import Template
 
 import yaml
 
+from alcycle.errors import ExternalCommandError
 from alcycle.fileio import atomic_write_text
+from alcycle.params import ParamsError
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 
@@ -157,7 +159,7 @@ def init_project(target: Path, images: Path | None, classes: tuple[str, ...] | N
         found, size, channels = _inspect(images)
     classes = classes or found
     if not classes:
-        raise ValueError(f"{images}: no class sub-folders or label column; pass --classes a,b,c")
+        raise ParamsError(f"{images}: no class sub-folders or label column; pass --classes a,b,c")
     files = {
         "params.yaml": render_params(source, path, classes, size, channels, subsample),
         "dvc.yaml": render_dvc_yaml(path or None, code_root=None),
@@ -201,7 +203,7 @@ def _run(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProces
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
         shown = " ".join(("dvc", *cmd[3:]) if cmd[0] == sys.executable else cmd)
-        raise RuntimeError(f"`{shown}` failed in {cwd}: {(done.stderr or done.stdout).strip()}")
+        raise ExternalCommandError(f"`{shown}` failed in {cwd}: {(done.stderr or done.stdout).strip()}")
     return done
 
 
@@ -211,7 +213,7 @@ def _check_git_identity(target: Path) -> None:
     where = next(p for p in (target, *target.parents) if p.is_dir())
     for ident in ("GIT_AUTHOR_IDENT", "GIT_COMMITTER_IDENT"):
         if _run(where, "git", "var", ident, check=False).returncode != 0:
-            raise RuntimeError(
+            raise ExternalCommandError(
                 "git has no identity to commit with (alcycle init commits the project it writes); "
                 "set one: git config --global user.name 'Your Name' && "
                 "git config --global user.email you@example.com")

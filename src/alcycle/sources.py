@@ -21,6 +21,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
+from alcycle.errors import AlcycleError
 from alcycle.params import SOURCES, PrepareParams
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -34,7 +35,7 @@ _CSV_EXPECTED = "a 'path' column and optionally 'label' and 'id'"
 _DECODER_LOCATION = re.compile(r"^[\w()]+, \S+\.cpp:\d+, ")
 
 
-class SourceError(ValueError):
+class SourceError(AlcycleError, ValueError):
     """The dataset cannot be enumerated or an image cannot be read."""
 
 

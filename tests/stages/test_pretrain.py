@@ -20,6 +20,7 @@ def with_pretrain(params, **values):
     return dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, **values))
 
 
+@pytest.mark.slow
 def test_deepcluster_changes_the_backbone_and_passes_its_parameters(params, monkeypatch):
     pixels, _ = toy_digits(n=48)
     calls = {"kmeans": [], "pca": []}

@@ -84,6 +84,7 @@ def initial_weights(params, pixels):
         return build_vit(params.pretrain_vit, image_size=pixels.shape[-1], in_channels=pixels.shape[1]).state_dict()
 
 
+@pytest.mark.slow
 def test_deepcluster_trains_the_transformer_reproducibly(tmp_path):
     layout = project(tmp_path)
     pixels = np.load(layout.pixels)

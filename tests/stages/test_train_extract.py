@@ -86,6 +86,7 @@ def test_the_strategy_decides_whether_a_loss_module_is_trained(params):
     assert model.loss_module is not None and model.hparams.loss_prediction
 
 
+@pytest.mark.slow
 def test_loss_module_learns_to_rank_the_training_losses(params):
     """Flipped labels keep a high loss; after training, the module ranks them above the rest."""
     pixels, targets = toy_digits(n=40)

@@ -87,6 +87,7 @@ def test_trains_a_few_steps_and_picks_valid_rows(strategy, tmp_path):
     np.testing.assert_array_equal(selection.scores, again.scores)
 
 
+@pytest.mark.slow
 def test_vaal_prefers_the_items_unlike_the_labeled_pool():
     # Labeled: 40 bright-top images. Unlabeled: 20 more of those and 10 bright-bottom ones.
     ctx = context(["top"] * 60 + ["bottom"] * 10, labeled=40)
@@ -95,6 +96,7 @@ def test_vaal_prefers_the_items_unlike_the_labeled_pool():
         assert sorted(selection.rows.tolist()) == list(range(60, 70))
 
 
+@pytest.mark.slow
 def test_sraal_prefers_the_items_the_classifier_is_unsure_of():
     # Labeled: bright top. Unlabeled: top and bottom the classifier is sure of (0.97),
     # and left, where it is not (uniform). Bottom and left both look new; only SRAAL's
@@ -109,6 +111,7 @@ def test_sraal_prefers_the_items_the_classifier_is_unsure_of():
     assert sorted(vaal(ctx, 10, np.random.default_rng(0)).rows.tolist()) != list(range(50, 60))
 
 
+@pytest.mark.slow
 def test_sraal_cold_start_is_k_center_greedy_over_the_vae_means():
     ctx = context(["top"] * 20 + ["bottom"] * 20 + ["left"] * 20, labeled=0)
     selection = sraal(ctx, 6, np.random.default_rng(5))

@@ -27,7 +27,7 @@ from alcycle.annotations.resolve import ItemVotes, decide
 from alcycle.annotations.store import check_stored
 from alcycle.fileio import atomic_write_text, file_digest
 from alcycle.layout import Layout
-from alcycle.params import ANNOTATOR_RULES, CONFLICT_RULES, LabelImportParams
+from alcycle.params import ANNOTATOR_RULES, CONFLICT_RULES, LabelImportParams, ParamsError
 from alcycle.pool import LABELED_COLUMNS, empty_labeled
 
 __all__ = ["BatchReport", "Imported", "fold", "import_labels", "last_written", "write"]
@@ -182,10 +182,10 @@ def fold(
     ``Imported.earlier[k]`` is the pool after the first ``k`` batches, for each ``k`` in ``snapshots``.
     """
     if settings.on_conflict not in CONFLICT_RULES:
-        raise ValueError(f"unknown on_conflict {settings.on_conflict!r}; choose one of: {', '.join(CONFLICT_RULES)}")
+        raise ParamsError(f"unknown on_conflict {settings.on_conflict!r}; choose one of: {', '.join(CONFLICT_RULES)}")
     if settings.annotators not in ANNOTATOR_RULES:
         rules = ", ".join(ANNOTATOR_RULES)
-        raise ValueError(f"unknown annotators rule {settings.annotators!r}; choose one of: {rules}")
+        raise ParamsError(f"unknown annotators rule {settings.annotators!r}; choose one of: {rules}")
     matcher = ItemMatcher(manifest)
     splits = dict(zip(manifest["id"], manifest["split"]))
     state: dict[str, _Label] = {}

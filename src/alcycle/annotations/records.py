@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from alcycle.errors import AlcycleError
+
 # Values a spreadsheet would run as a formula (OWASP's CSV-injection list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(AlcycleError, ValueError):
     """An annotation file is unusable; the message names the file, where in it, and what was expected."""
 
 

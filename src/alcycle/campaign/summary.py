@@ -19,6 +19,7 @@ import pandas as pd
 
 from alcycle.campaign.cell import cell_output
 from alcycle.campaign.definition import Campaign
+from alcycle.errors import MissingInputError
 from alcycle.fileio import atomic_write_bytes, atomic_write_csv, atomic_write_text
 
 THRESHOLDS = (0.90, 0.95, 0.97)
@@ -35,7 +36,7 @@ def collect(root: Path, campaign: Campaign, partial: bool = False) -> pd.DataFra
         if not path.exists():
             if partial:
                 continue
-            raise FileNotFoundError(f"{path}: cell {cell.name} has no result; run its stage first")
+            raise MissingInputError(f"{path}: cell {cell.name} has no result; run its stage first")
         for point in json.loads(path.read_text())["curve"]:
             rows.append({"strategy": cell.strategy, "option": cell.option, "seed": cell.seed,
                          "n_labels": point["n_labels"], "test_accuracy": point["test_accuracy"]})

@@ -23,7 +23,7 @@ import torch
 from alcycle.deepcluster import weights_file
 from alcycle.layout import Layout
 from alcycle.models import atomic_torch_save
-from alcycle.params import Params, PretrainVitParams
+from alcycle.params import Params, ParamsError, PretrainVitParams
 from alcycle.vit import Vit, build_vit, load_weights, save_vit
 from alcycle.vit_deepcluster import pretrain_vit
 
@@ -52,5 +52,5 @@ def run(layout: Layout, params: Params) -> dict:
         path = weights_file(layout.root, params.pretrain_vit.weights, "pretrain_vit.weights")
         vit = from_file(path, params.pretrain_vit, image_size=pixels.shape[-1], in_channels=pixels.shape[1])
     else:
-        raise ValueError(f"pretrain_vit.method is {method!r}; choose one of: none, deepcluster, weights")
+        raise ParamsError(f"pretrain_vit.method is {method!r}; choose one of: none, deepcluster, weights")
     return save_vit(layout.vit, vit, method)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from alcycle import labeling_tools
+from alcycle.errors import MissingInputError
 from alcycle.annotations.cvat import tasks as cvat
 from alcycle.annotations.labelstudio import tasks as labelstudio
 from alcycle.fileio import atomic_write_csv, atomic_write_text
@@ -74,7 +75,7 @@ def load_inputs(layout: Layout, params: Params, strategy: str) -> dict[str, Any]
         def load() -> np.ndarray:
             path = layout.extracted / f"{name}.npy"
             if not path.exists():
-                raise FileNotFoundError(f"strategy '{strategy}' needs {path}, which extract writes {how}")
+                raise MissingInputError(f"strategy '{strategy}' needs {path}, which extract writes {how}")
             return np.load(path)
         return load
 
@@ -124,7 +125,7 @@ def predictions(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame,
     """The trained model's class for each queried item, from extract's probabilities."""
     path = layout.extracted / "probs.npy"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; extract writes it every cycle (run `dvc repro`)")
+        raise MissingInputError(f"{path} is missing; extract writes it every cycle (run `dvc repro`)")
     probs = np.load(path, mmap_mode="r")
     return labeling_tools.predicted_classes(probs[rows_of(manifest, queries["id"])], classes)
 

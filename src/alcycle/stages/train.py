@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from alcycle.fileio import atomic_write_csv
 from alcycle.layout import Layout
 from alcycle.models import Classifier, lightning_fit, load_backbone_weights, save_model
-from alcycle.params import Params
+from alcycle.params import Params, ParamsError
 from alcycle.pool import class_index, cycle_number, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.strategies import needs
 from alcycle.semi import (
@@ -102,7 +102,7 @@ def initial_model(layout: Layout, params: Params, in_channels: int) -> Classifie
     if params.train.init == "pretrained":
         saved = torch.load(layout.pretrained, map_location="cpu", weights_only=True)
         if saved["method"] == "none" or saved["backbone"] != params.train.backbone:
-            raise ValueError(f"{layout.pretrained} holds no {params.train.backbone} weights "
+            raise ParamsError(f"{layout.pretrained} holds no {params.train.backbone} weights "
                              f"(pretrain.method {saved['method']!r}); run the pretrain stage for this backbone")
         load_backbone_weights(model.backbone, saved["state_dict"])
     return model

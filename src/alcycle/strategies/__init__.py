@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from alcycle.params import ParamsError
 from alcycle.strategies.base import INPUTS, Registered, Selection, SelectionContext, Strategy
 
 _IN = "alcycle.strategies."  # each strategy's module, imported when it runs
@@ -67,7 +68,7 @@ def _entry(name: str) -> Registered:
     try:
         return STRATEGIES[name]
     except KeyError:
-        raise ValueError(f"unknown strategy '{name}'; choose one of: {', '.join(sorted(STRATEGIES))}") from None
+        raise ParamsError(f"unknown strategy '{name}'; choose one of: {', '.join(sorted(STRATEGIES))}") from None
 
 
 def settings_section(name: str) -> str | None:
@@ -87,7 +88,7 @@ def select(context: SelectionContext, name: str, budget: int, rng: np.random.Gen
         raise ValueError(f"budget must be a positive integer, got {budget!r}")
     available = int((~context.labeled).sum())
     if budget > available:
-        raise ValueError(f"budget {budget} exceeds the {available} unlabeled items left in the pool")
+        raise ParamsError(f"budget {budget} exceeds the {available} unlabeled items left in the pool")
     selection = strategy(context, int(budget), rng)
     rows = selection.rows
     if len(rows) != budget or len(np.unique(rows)) != budget or context.labeled[rows].any():

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from alcycle.faiss_ops import kmeans_each, l2_normalise
-from alcycle.params import GealParams
+from alcycle.params import GealParams, ParamsError
 from alcycle.strategies.base import Selection, SelectionContext
 from alcycle.strategies.coreset import CENTRE_BLOCK, ROW_BLOCK
 from alcycle.vit import Vit, attention_and_features
@@ -143,7 +143,7 @@ def _check(x: np.ndarray, owner: np.ndarray, labeled: np.ndarray, budget: int) -
 def pool_clusters(vit: Vit, pixels: np.ndarray, settings: GealParams, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Knowledge clusters (M, D) of every image of uint8 ``pixels`` (N, C, H, W) and their owner (M,)."""
     if settings.batch_size < 1:
-        raise ValueError(f"select.geal.batch_size must be at least 1, got {settings.batch_size}")
+        raise ParamsError(f"select.geal.batch_size must be at least 1, got {settings.batch_size}")
     centres, owners = [], []
     for start in range(0, len(pixels), settings.batch_size):
         attention, features = attention_and_features(vit, pixels[start : start + settings.batch_size])
