@@ -26,6 +26,7 @@ def test_the_shipped_params_load():
         ("  init: scratch", "  init: pretrained", "'train.init' is 'pretrained' but 'pretrain.method' is 'none'"),
         ("  freeze_backbone: false", "  freeze_backbone: true", "'train.freeze_backbone' needs 'train.init: pretrained'"),
         ("  semi_supervised: none", "  semi_supervised: mixmatch", "choose one of: none, label_propagation, ceal"),
+        ("  backbone: small_cnn", "  backbone: resnet81", "'train.backbone' is 'resnet81'; choose one of: resnet18, small_cnn"),
         ("    alpha: 0.99", "    alpha: 1.0", "'train.label_propagation.alpha' must be in (0, 1)"),
         ("  steps: 300", "  steps: many", "'train.steps' must be int, got 'many'"),
         ("  augment: true", "  augment: 1", "'train.augment' must be bool, got 1"),
@@ -78,3 +79,10 @@ def test_missing_file_says_where_to_look(tmp_path):
 def test_floats_accept_integers(tmp_path):
     params = load_params(write_params(tmp_path, **{"  lr: 0.05\n  momentum": "  lr: 1\n  momentum"}))
     assert params.train.lr == 1.0 and isinstance(params.train.lr, float)
+
+
+def test_the_backbone_names_params_checks_are_the_ones_models_builds():
+    from alcycle.models import BACKBONES
+    from alcycle.params import BACKBONES as NAMES
+
+    assert sorted(BACKBONES) == sorted(NAMES)

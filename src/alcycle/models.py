@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from alcycle.errors import BadFileError
 from alcycle.fileio import atomic_write_bytes
 from alcycle.loss_prediction import FeatureTaps, LossPredictor, ranking_loss
+from alcycle.params import BACKBONES as BACKBONE_NAMES
 from alcycle.params import ParamsError
 
 
@@ -70,6 +71,7 @@ def resnet18_small(in_channels: int) -> nn.Module:
 
 
 BACKBONES: dict[str, Callable[[int], nn.Module]] = {"resnet18": resnet18_small, "small_cnn": SmallCNN}
+assert sorted(BACKBONES) == sorted(BACKBONE_NAMES), "params.BACKBONES names the backbones built here"
 
 
 def build_backbone(name: str, in_channels: int) -> nn.Module:

@@ -168,6 +168,9 @@ UNREADABLE_RULES = ("refuse", "skip")
 PRETRAIN_METHODS = ("none", "deepcluster", "weights")
 INITS = ("scratch", "pretrained")
 SEMI_SUPERVISED = ("none", "label_propagation", "ceal")
+# models.BACKBONES builds these (a test keeps the two in step); named here so that reading
+# params.yaml checks them without importing torch.
+BACKBONES = ("resnet18", "small_cnn")
 CONFLICT_RULES = ("refuse", "relabel")
 # Label Studio serves a file under its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT at this URL + its relative path.
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -237,6 +240,7 @@ def _training_choices(params: Params) -> list[str]:
     for key, value, valid in [
         ("pretrain.method", params.pretrain.method, PRETRAIN_METHODS),
         ("train.init", params.train.init, INITS),
+        ("train.backbone", params.train.backbone, BACKBONES),
         ("train.semi_supervised", params.train.semi_supervised, SEMI_SUPERVISED),
     ]:
         if value not in valid:
