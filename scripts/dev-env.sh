@@ -13,13 +13,8 @@ key=$(printf '%s\n' "$pins" | sha256sum | cut -c1-16)
 home=${ALCYCLE_ENV_HOME:-$HOME/.cache/alcycle/envs}
 dev="$home/dev-$key"
 
-if [ ! -f "$dev/.complete" ]; then
-  echo "dev-env.sh: installing the lint tools into $dev" >&2
-  rm -rf "$dev"
-  mkdir -p "$home"
-  "$python" -m venv "$dev"
-  # shellcheck disable=SC2086
-  "$dev/bin/pip" install --quiet $pins >&2
-  touch "$dev/.complete"
-fi
+# shellcheck source=keyed-env.sh
+source scripts/keyed-env.sh
+# shellcheck disable=SC2086
+keyed_env "$dev" $pins
 echo "$dev/bin"

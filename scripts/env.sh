@@ -15,15 +15,9 @@ key=$(sha256sum requirements.txt | cut -c1-16)
 home=${ALCYCLE_ENV_HOME:-$HOME/.cache/alcycle/envs}
 shared="$home/$key"
 
-if [ ! -f "$shared/.complete" ]; then
-  echo "env.sh: installing the dependencies into $shared (first time: several GB, some minutes)" >&2
-  rm -rf "$shared"
-  mkdir -p "$home"
-  "$python" -m venv "$shared"
-  "$shared/bin/pip" install --quiet --upgrade pip
-  "$shared/bin/pip" install --quiet -r requirements.txt
-  touch "$shared/.complete"
-fi
+# shellcheck source=keyed-env.sh
+source scripts/keyed-env.sh
+keyed_env "$shared" -r requirements.txt
 
 if [ "$(cat .venv/.shared 2>/dev/null)" != "$shared" ]; then
   # Shared environments made by an older env.sh held alcycle itself; it must come from here.
