@@ -13,54 +13,70 @@ The pool itself is rebuilt from the batches, never edited: a hand edit of
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import subprocess
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from alcycle.annotations.records import AnnotationError
 from alcycle.annotations.store import NOT_BATCHES
-from alcycle.fileio import file_digest
 from alcycle.layout import Layout
 
 RELABEL_PREFIX = "relabel:"
 
 
-def _report(layout: Layout) -> dict:
+@dataclass(frozen=True)
+class LastRebuild:
+    """What the last rebuild left behind, read once: the batches its report lists (None
+    without a readable report), the pool on disk (None when absent or unreadable), and
+    whether that pool is still the one the rebuild wrote (None when the report predates
+    the pool's recorded digest)."""
+
+    batches: list[str] | None
+    pool: str | None
+    edited: bool | None
+
+    def built_from(self, batches: list[Path]) -> int | None:
+        """How many of ``batches`` the pool on disk was built from, if known."""
+        if self.batches is None or self.batches != [p.name for p in batches[: len(self.batches)]]:
+            return None
+        return len(self.batches)
+
+    def sources(self) -> set[str]:
+        """The batches the pool on disk names; none from a hand-edited pool, which names what
+        the hand wrote, not what was stored."""
+        if self.pool is None or self.edited:
+            return set()
+        try:
+            rows = csv.DictReader(self.pool.splitlines())
+            return {row["source"].removeprefix(RELABEL_PREFIX) for row in rows if row.get("source")}
+        except csv.Error:
+            return set()
+
+
+def last_rebuild(layout: Layout) -> LastRebuild:
+    """Read the report and the pool on disk, each once."""
     try:
         report = json.loads(layout.import_report.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}  # no report yet: the other witnesses speak
-    return report if isinstance(report, dict) else {}
-
-
-def reported_batches(layout: Layout) -> list[str] | None:
-    """The batch names the last rebuild read, in order; None without a readable report."""
+        report = {}  # no report yet: the other witnesses speak
+    report = report if isinstance(report, dict) else {}
     try:
-        return [batch["batch"] for batch in _report(layout)["batches"]]
+        batches = [batch["batch"] for batch in report["batches"]]
     except (KeyError, TypeError):
-        return None
-
-
-def _edited(layout: Layout) -> bool | None:
-    """Whether the pool on disk differs from the one the last rebuild wrote; None when unknown
-    (no pool, or a report from before the pool's digest was recorded)."""
-    recorded = _report(layout).get("labeled_sha256")
-    if not recorded or not layout.labeled.is_file():
-        return None
-    return file_digest(layout.labeled) != recorded
-
-
-def _pool_sources(layout: Layout) -> set[str]:
-    if _edited(layout):
-        return set()  # a hand-edited pool names what the hand wrote, not what was stored
+        batches = None
     try:
-        with open(layout.labeled, newline="", encoding="utf-8") as handle:
-            return {row["source"].removeprefix(RELABEL_PREFIX) for row in csv.DictReader(handle) if row.get("source")}
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return set()
+        data = layout.labeled.read_bytes()
+        pool = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return LastRebuild(batches, None, None)
+    recorded = report.get("labeled_sha256")
+    edited = hashlib.sha256(data).hexdigest() != recorded if recorded else None
+    return LastRebuild(batches, pool, edited)
 
 
 def _git_batches(folder: Path) -> set[str]:
@@ -76,13 +92,13 @@ def _git_batches(folder: Path) -> set[str]:
     return {n for n in names if not n.startswith(".") and Path(n).suffix not in NOT_BATCHES}
 
 
-def check_none_missing(layout: Layout, present: list[Path]) -> None:
+def check_none_missing(layout: Layout, present: list[Path], last: LastRebuild) -> None:
     """Refuse to rebuild the pool while a batch that the project stored is missing from the folder."""
     here = {p.name for p in present}
     witnesses: dict[str, list[str]] = defaultdict(list)
-    for name in reported_batches(layout) or []:
+    for name in last.batches or []:
         witnesses[name].append(f"listed in {layout.import_report}")
-    for name in _pool_sources(layout):
+    for name in last.sources():
         witnesses[name].append(f"named by {layout.labeled}")
     if layout.annotations.is_dir():
         for name in _git_batches(layout.annotations):
@@ -108,16 +124,11 @@ def pool_text(table: pd.DataFrame) -> str:
     return table.to_csv(index=False, lineterminator="\n")
 
 
-def discarded_edit(layout: Layout, expected: pd.DataFrame | None) -> str:
+def discarded_edit(layout: Layout, last: LastRebuild, expected: pd.DataFrame | None) -> str:
     """A note when the pool on disk is not the one the last rebuild wrote (``expected``), else ""."""
-    edited = _edited(layout)
-    if expected is None or edited is False or not layout.labeled.is_file():
+    if expected is None or last.pool is None or last.edited is False:
         return ""
-    try:
-        on_disk = layout.labeled.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        on_disk = ""
-    rebuilt = pool_text(expected)
+    on_disk, rebuilt = last.pool, pool_text(expected)
     if on_disk == rebuilt:
         return ""
     old, new = _rows(on_disk), _rows(rebuilt)

@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from alcycle.annotations.formats import detect, suffix_of
-from alcycle.annotations.history import check_none_missing, discarded_edit
-from alcycle.annotations.rebuild import BatchReport, Imported, fold, last_written, write
+from alcycle.annotations.history import check_none_missing, discarded_edit, last_rebuild
+from alcycle.annotations.rebuild import BatchReport, Imported, fold, write
 from alcycle.annotations.records import AnnotationError
 from alcycle.annotations.store import (
     copy_in,
@@ -81,22 +81,23 @@ def import_file(layout: Layout, params: Params, source: Path) -> ImportResult:
         raise AnnotationError(f"{source}: not a file; expected an annotation export to import")
     with import_lock(layout):
         batches = list_batches(layout.annotations)
-        check_none_missing(layout, batches)
+        last = last_rebuild(layout)
+        check_none_missing(layout, batches, last)
         stored = [(p, p.name) for p in batches]
         digest = file_digest(source)
         manifest = read_manifest(layout.manifest)
-        before = last_written(layout, batches)
+        before = last.built_from(batches)
         existing = find_stored(batches, digest)
         if existing is not None:
             # Still rebuild: a crash after storing the batch may have left the old pool.
             imported = fold(stored, manifest, params.classes, params.label_import, _known(before))
-            note = discarded_edit(layout, imported.earlier.get(before))
+            note = discarded_edit(layout, last, imported.earlier.get(before))
             write(layout, imported)
             return ImportResult(source, existing, new=False, report=None, note=note)
         target = layout.annotations / stored_name(next_number(batches), digest, suffix_of(detect(source)))
         snapshots = _known(before) + (len(batches),)
         imported = fold(stored + [(source, target.name)], manifest, params.classes, params.label_import, snapshots)
-        note = discarded_edit(layout, imported.earlier.get(before))
+        note = discarded_edit(layout, last, imported.earlier.get(before))
         unchanged = imported.earlier[len(batches)]
         if imported.table.equals(unchanged):
             write(layout, Imported(unchanged, imported.batches[:-1]))

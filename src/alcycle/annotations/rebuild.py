@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from alcycle.annotations.formats import read_annotations
-from alcycle.annotations.history import RELABEL_PREFIX, pool_text, reported_batches
+from alcycle.annotations.history import RELABEL_PREFIX, pool_text
 from alcycle.annotations.matching import ItemMatcher
 from alcycle.annotations.records import FORMULA_STARTS, Annotation, annotation_error
 from alcycle.annotations.resolve import ItemVotes, decide
@@ -30,7 +30,7 @@ from alcycle.layout import Layout
 from alcycle.params import ANNOTATOR_RULES, CONFLICT_RULES, LabelImportParams, ParamsError
 from alcycle.pool import LABELED_COLUMNS, empty_labeled
 
-__all__ = ["BatchReport", "Imported", "fold", "import_labels", "last_written", "write"]
+__all__ = ["BatchReport", "Imported", "fold", "import_labels", "write"]
 
 MATCHED_BY = {"id": "alcycle id", "file": "image file name"}
 
@@ -226,11 +226,3 @@ def write(layout: Layout, imported: Imported) -> None:
     atomic_write_text(layout.labeled, text)
     report = {**imported.report(), "labeled_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
     atomic_write_text(layout.import_report, json.dumps(report, indent=2) + "\n")
-
-
-def last_written(layout: Layout, batches: list[Path]) -> int | None:
-    """How many of ``batches`` the pool on disk was built from (its report lists them), if known."""
-    reported = reported_batches(layout)
-    if reported is None or reported != [p.name for p in batches[: len(reported)]]:
-        return None
-    return len(reported)

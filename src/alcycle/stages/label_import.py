@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from alcycle.annotations.history import check_none_missing, discarded_edit
-from alcycle.annotations.rebuild import fold, last_written, write
+from alcycle.annotations.history import check_none_missing, discarded_edit, last_rebuild
+from alcycle.annotations.rebuild import fold, write
 from alcycle.annotations.store import list_batches
 from alcycle.layout import Layout
 from alcycle.params import Params
@@ -30,13 +30,14 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     stored is missing; a hand edit of the pool is discarded with a note.
     """
     batches = list_batches(layout.annotations)
-    check_none_missing(layout, batches)
-    before = last_written(layout, batches)
+    last = last_rebuild(layout)
+    check_none_missing(layout, batches, last)
+    before = last.built_from(batches)
     imported = fold(
         [(p, p.name) for p in batches], read_manifest(layout.manifest), params.classes, params.label_import,
         snapshots=() if before is None else (before,),
     )
-    note = discarded_edit(layout, imported.earlier.get(before))
+    note = discarded_edit(layout, last, imported.earlier.get(before))
     write(layout, imported)
     if note:
         print(f"label-import: {note}")
