@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from alcycle.params import Params
-from alcycle.reference_docs import parameters_markdown, strategies_markdown
+from alcycle.reference_docs import parameters_markdown, pipeline_markdown, strategies_markdown
 
 ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -74,3 +74,15 @@ def test_the_strategy_reference_is_the_registry_table():
     text = (ROOT / "docs" / "strategies.md").read_text(encoding="utf-8")
     assert text == strategies_markdown()
     assert table() in text
+
+
+def test_the_pipeline_reference_is_generated_from_the_contracts():
+    """Regenerate with ``python -m alcycle.reference_docs pipeline > docs/pipeline.md``."""
+    from alcycle.pipeline import stages
+
+    text = (ROOT / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    assert text == pipeline_markdown()
+    for stage in stages():
+        assert f"| `{stage.name}` |" in text
+        for out in stage.outs:
+            assert f"| `{out.path}` |" in text

@@ -1,12 +1,13 @@
 """The root project, `alcycle init` and `Layout` agree on the pipeline and its paths."""
 
+import importlib
 from pathlib import Path
 
 import yaml
 
-from alcycle.cycle import committed_paths
 from alcycle.layout import Layout
-from alcycle.scaffold import GITIGNORE, MNIST_CLASSES, OUTPUT_IGNORES, render_dvc_yaml, render_params
+from alcycle.pipeline import committed_paths, output_ignores, render_dvc_yaml, stages
+from alcycle.scaffold import GITIGNORE, MNIST_CLASSES, render_params
 
 ROOT = Path(__file__).parents[1]
 
@@ -62,6 +63,28 @@ def test_the_query_batch_files_are_committed_with_the_cycle_not_cached():
 
 def test_root_project_ignores_what_init_ignores():
     """The alcycle repository runs its own pipeline, so its ignore files hold init's entries."""
-    for name, text in {".gitignore": GITIGNORE, **OUTPUT_IGNORES}.items():
+    for name, text in {".gitignore": GITIGNORE, **output_ignores()}.items():
         missing = set(text.splitlines()) - set((ROOT / name).read_text().splitlines())
         assert not missing, f"{name} lacks {sorted(missing)}"
+
+
+def test_every_stage_module_declares_its_contract_and_run():
+    modules = sorted(p.stem for p in (ROOT / "src/alcycle/stages").glob("*.py") if p.stem != "__init__")
+    assert sorted(stage.module for stage in stages()) == modules
+    for stage in stages():
+        module = importlib.import_module(f"alcycle.stages.{stage.module}")
+        assert callable(module.run), stage.name
+
+
+def test_git_keeps_exactly_the_uncached_outputs_and_ignores_the_cached_ones():
+    layout = Layout(Path("."))
+    ignored = {(name, line) for name, text in output_ignores().items() for line in text.splitlines()}
+
+    def ignores(path: Path) -> bool:
+        return (f"{path.parent}/.gitignore", f"/{path.name}") in ignored
+
+    for stage in stages():
+        for out in stage.outs:
+            assert (Path(out.path) in committed_paths(layout)) == out.git, out.path
+            assert ignores(Path(out.path)) != out.git, out.path
+    assert ignores(layout.import_lock)

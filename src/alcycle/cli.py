@@ -13,6 +13,7 @@ from alcycle import lifeline
 from alcycle.errors import AlcycleError
 from alcycle.layout import Layout
 from alcycle.params import load_params
+from alcycle.pipeline import STAGE_MODULES, summary
 
 
 def _clean_errors(func: Callable) -> Callable:
@@ -42,10 +43,11 @@ def main(ctx: click.Context, project: Path) -> None:
     ctx.obj = Layout(root=project)
 
 
-def _stage(name: str, module: str, help_text: str) -> None:
-    """Register a pipeline stage command that runs ``alcycle.stages.<module>.run``."""
+def _stage(module: str) -> None:
+    """Register the pipeline stage command that runs ``alcycle.stages.<module>.run``."""
+    text = summary(module)
 
-    @main.command(name=name, help=help_text)
+    @main.command(name=module.replace("_", "-"), help=text[:1].upper() + text[1:] + ".")
     @click.pass_obj
     @_clean_errors
     def command(layout: Layout) -> None:
@@ -55,14 +57,8 @@ def _stage(name: str, module: str, help_text: str) -> None:
         stage.run(layout, load_params(layout.params))
 
 
-_stage("prepare", "prepare", "Materialise the pool: images, manifest, pixels and ground truth.")
-_stage("pretrain", "pretrain", "Learn backbone weights from all images without labels (or load a file).")
-_stage("pretrain-vit", "pretrain_vit", "Learn GEAL's vision transformer from all images, no labels (or load a file).")
-_stage("label-import", "label_import", "Rebuild the labeled pool from every annotation batch.")
-_stage("train", "train", "Train a fresh classifier on the labeled pool.")
-_stage("extract", "extract", "Write class probabilities and embeddings for every item.")
-_stage("evaluate", "evaluate", "Score the test split and log the cycle to MLflow.")
-_stage("select", "select", "Write the next batch of items to label.")
+for _module in STAGE_MODULES:
+    _stage(_module)
 
 
 @main.command()

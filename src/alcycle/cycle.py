@@ -12,6 +12,7 @@ from typing import Callable
 from alcycle.errors import AlcycleError
 from alcycle.layout import Layout
 from alcycle.oracle import answer
+from alcycle.pipeline import committed_paths
 from alcycle.pool import cycle_number
 
 
@@ -37,13 +38,6 @@ def _git(root: Path, *args: str) -> str:
     if done.returncode != 0:
         raise CycleError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout.strip()
-
-
-def committed_paths(layout: Layout) -> list[Path]:
-    """What a finished cycle changes and git keeps; everything else is DVC-cached or ignored."""
-    return [layout.params, layout.root / "dvc.yaml", layout.root / "dvc.lock", layout.annotations,
-            layout.labeled, layout.queries, layout.queries_labelstudio, layout.queries_cvat,
-            layout.labelstudio_config, layout.import_report, layout.metrics, layout.mlflow_run]
 
 
 def commit_cycle(layout: Layout) -> str:

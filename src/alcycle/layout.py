@@ -1,6 +1,7 @@
 """Where each file of an alcycle project lives, relative to the project root.
 
-``dvc.yaml`` names the same paths; ``tests/test_layout.py`` keeps the two in step.
+The stages' contracts (``Stage`` in each ``alcycle.stages`` module) name these paths, and
+``dvc.yaml`` is generated from the contracts (``alcycle.pipeline``).
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ class Layout:
 
     @property
     def params(self) -> Path:
+        """The settings of every stage (see `docs/parameters.md`)."""
         return self.root / "params.yaml"
 
     @property
     def prepared(self) -> Path:
-        """DVC-cached: images/, manifest.csv, pixels.npy (and skipped.csv)."""
+        """images/, manifest.csv, pixels.npy (and skipped.csv): the pool as training reads it."""
         return self.root / "data" / "prepared"
 
     @property
     def manifest(self) -> Path:
+        """id, path, split: one row per image, in pixel-array order."""
         return self.prepared / "manifest.csv"
 
     @property
     def pixels(self) -> Path:
+        """uint8 (N, C, H, W), row i = manifest row i."""
         return self.prepared / "pixels.npy"
 
     @property
@@ -36,18 +40,23 @@ class Layout:
         return self.prepared / "skipped.csv"
 
     @property
+    def truth_folder(self) -> Path:
+        """labels.csv (the ground truth) and sources.csv (each item's original path)."""
+        return self.root / "data" / "truth"
+
+    @property
     def truth(self) -> Path:
-        """DVC-cached ground truth; read by evaluate and the oracle, never by training."""
-        return self.root / "data" / "truth" / "labels.csv"
+        """The ground truth; read by evaluate and the oracle, never by training."""
+        return self.truth_folder / "labels.csv"
 
     @property
     def annotations(self) -> Path:
-        """Git-tracked, append-only folder of annotation batches."""
+        """Append-only folder of annotation batches, one file per labelling round, never edited."""
         return self.root / "data" / "annotations"
 
     @property
     def import_lock(self) -> Path:
-        """Held while an import checks, stores and rebuilds; git-ignored."""
+        """Held while an import checks, stores and rebuilds (git ignores it)."""
         return self.root / "data" / ".import.lock"
 
     @property
@@ -57,62 +66,66 @@ class Layout:
 
     @property
     def labeled(self) -> Path:
-        """The labeled pool: git-tracked, sorted by id."""
+        """The labeled pool: id, label, cycle, source, annotator; sorted by id."""
         return self.root / "data" / "labeled.csv"
 
     @property
     def pretrained(self) -> Path:
-        """DVC-cached backbone weights from the pretrain stage (or a note that there are none)."""
+        """Backbone weights learned without labels (or a note that there are none)."""
         return self.root / "models" / "pretrained.pt"
 
     @property
     def vit(self) -> Path:
-        """DVC-cached vision transformer from the pretrain-vit stage, for GEAL (or a note that there is none)."""
+        """GEAL's vision transformer (or a note that there is none)."""
         return self.root / "models" / "vit.pt"
 
     @property
     def model(self) -> Path:
+        """The classifier: weights, hyperparameters, classes and the ids it was trained on."""
         return self.root / "models" / "model.pt"
 
     @property
     def pseudo_labels(self) -> Path:
-        """DVC-cached pseudo-labels of the last training run: never part of the labeled pool."""
+        """Pseudo-labels of the last training run: never part of the labeled pool."""
         return self.root / "models" / "pseudo_labels.csv"
 
     @property
     def extracted(self) -> Path:
-        """DVC-cached: probs.npy, embeddings.npy (and mc_probs.npy, predicted_loss.npy when the
+        """probs.npy, embeddings.npy (and mc_probs.npy, predicted_loss.npy when the
         model has dropout or a loss prediction module), one row per manifest row."""
         return self.root / "data" / "extract"
 
     @property
     def metrics(self) -> Path:
+        """The cycle's figures: test and per-class accuracy, labels, pseudo-label accuracy."""
         return self.root / "metrics" / "evaluate.json"
 
     @property
     def confusion(self) -> Path:
+        """Test-split confusion counts, for `dvc plots`."""
         return self.root / "metrics" / "confusion.csv"
 
     @property
     def mlflow_run(self) -> Path:
+        """The cycle and the id of the MLflow run it logged."""
         return self.root / "metrics" / "mlflow_run.json"
 
     @property
     def queries(self) -> Path:
-        """The next batch to label: git-tracked."""
+        """The next batch to label: id, path, score, strategy, cycle."""
         return self.root / "data" / "queries.csv"
 
     @property
     def queries_labelstudio(self) -> Path:
-        """The next batch as Label Studio tasks, the model's guess as a pre-annotation: git-tracked."""
+        """The next batch as Label Studio tasks, the model's guess as a pre-annotation."""
         return self.root / "data" / "queries.labelstudio.json"
 
     @property
     def queries_cvat(self) -> Path:
-        """The next batch's image paths, one a line, to create a CVAT task from: git-tracked."""
+        """The next batch's image paths, one a line, to create a CVAT task from."""
         return self.root / "data" / "queries.cvat.txt"
 
     @property
     def labelstudio_config(self) -> Path:
-        """Label Studio's labeling config for ``params.classes``, matching the tasks: git-tracked."""
+        """Label Studio's labeling config for ``params.classes``, matching the tasks."""
         return self.root / "data" / "labelstudio.xml"

@@ -1,4 +1,5 @@
-"""The generated references in ``docs/``: parameters from the params template, strategies from the registry.
+"""The generated references in ``docs/``: parameters from the params template, strategies from the
+registry, the pipeline from the stages' contracts.
 
 The template ``templates/params.yaml`` (what ``alcycle init`` writes) is the one place
 where a parameter's default and meaning are written; ``docs/parameters.md`` is rendered
@@ -6,6 +7,7 @@ from it so the two cannot drift (``tests/test_docs.py`` compares them). Regenera
 
     python -m alcycle.reference_docs parameters > docs/parameters.md
     python -m alcycle.reference_docs strategies > docs/strategies.md
+    python -m alcycle.reference_docs pipeline > docs/pipeline.md
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ it, so switching strategy in `params.yaml` is all it takes. Each row gives what 
 strategy needs; what it picks, with its paper; and what it costs, for N items in the pool,
 C classes, D embedding dimensions, b the budget, T MC-dropout passes and K knowledge
 clusters per image.
+"""
+
+_PIPELINE_INTRO = """\
+# The pipeline
+
+Generated from each stage's contract and docstring (`src/alcycle/stages/<stage>.py`) and the
+file descriptions in `src/alcycle/layout.py` by
+`python -m alcycle.reference_docs pipeline > docs/pipeline.md`; `dvc.yaml`, the ignore
+files and the files `alcycle commit` commits come from the same contracts
+(`src/alcycle/pipeline.py`). Edit a stage's contract, not this page.
 """
 
 
@@ -140,9 +152,44 @@ def strategies_markdown() -> str:
     return f"{_STRATEGIES_INTRO}\n{table()}\n"
 
 
+def pipeline_markdown() -> str:
+    """``docs/pipeline.md``: each stage's reads, parameters and writes; each file's meaning and keeper."""
+    from alcycle.pipeline import stages, summary
+
+    lines = [_PIPELINE_INTRO, "## Stages: files in → stage → files out", "",
+             "| stage | what it does | reads | params | writes |", "|---|---|---|---|---|"]
+    for stage in stages():
+        reads = ["the dataset (`prepare.path`)"] * stage.reads_dataset + [f"`{d}`" for d in stage.deps]
+        writes = ", ".join(f"`{out.path}`" for out in stage.outs)
+        params = ", ".join(f"`{p}`" for p in stage.params)
+        lines.append(f"| `{stage.name}` | {_cell(summary(stage.module))} | {', '.join(reads)} | {params} | {writes} |")
+    lines += ["", "## Files", "", "git keeps what a cycle commits; DVC caches the rest, which git ignores.", "",
+              "| file | holds | written by | kept by |", "|---|---|---|---|"]
+    meaning = _layout_docs()
+    for stage in stages():
+        for out in stage.outs:
+            keeper = "git" + (" (persist)" if out.persist else "") if out.git else "DVC cache"
+            lines.append(f"| `{out.path}` | {_cell(meaning.get(out.path, ''))} | `{stage.name}` | {keeper} |")
+    for path, writer in [("params.yaml", "you (`alcycle init` writes it)"),
+                         ("data/annotations", "`alcycle import`, `alcycle label remove`, `alcycle oracle`")]:
+        lines.append(f"| `{path}` | {_cell(meaning[path])} | {writer} | git |")
+    return "\n".join(lines) + "\n"
+
+
+def _layout_docs() -> dict[str, str]:
+    """Each ``Layout`` path (posix, relative) -> its docstring on one line."""
+    from alcycle.layout import Layout
+
+    layout, docs = Layout(), {}
+    for name, member in vars(Layout).items():
+        if isinstance(member, property) and member.__doc__:
+            docs[getattr(layout, name).as_posix()] = " ".join(member.__doc__.replace("``", "`").split())
+    return docs
+
+
 def main(argv: list[str]) -> int:
-    """Print the reference named by ``argv[0]`` (``parameters`` or ``strategies``)."""
-    pages = {"parameters": parameters_markdown, "strategies": strategies_markdown}
+    """Print the reference named by ``argv[0]`` (``parameters``, ``strategies`` or ``pipeline``)."""
+    pages = {"parameters": parameters_markdown, "strategies": strategies_markdown, "pipeline": pipeline_markdown}
     if len(argv) != 1 or argv[0] not in pages:
         print(f"usage: python -m alcycle.reference_docs {{{','.join(pages)}}}", file=sys.stderr)
         return 2

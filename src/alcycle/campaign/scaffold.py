@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from alcycle.fileio import atomic_write_text
-from alcycle.scaffold import pipeline_stages
+from alcycle.pipeline import dvc_stages
 
 # The seeds' comparison (issue: "the seeds' claims, tested"): each strategy with and
 # without the unlabeled images, 10 cycles of 10 labels after a 10-label start.
@@ -49,8 +49,7 @@ def render_campaign_dvc_yaml(source_path: str | None) -> str:
     No stage depends on alcycle's code: a campaign is a record of results that hours of
     compute made, not to be re-run by an edited comment (``dvc repro --force`` does it).
     """
-    data = pipeline_stages(source_path, code_root=None)
-    stages = {name: data[name] for name in ("prepare", "pretrain", "pretrain-vit")}
+    stages = dvc_stages(source_path, code_root=None, names=("prepare", "pretrain", "pretrain-vit"))
     stages["cell"] = {
         # Seed first: an interrupted campaign has compared every strategy on the first seed.
         "matrix": {"seed": "${seeds}", "strategy": "${strategies}", "option": "${options}"},

@@ -10,9 +10,26 @@ import numpy as np
 import pandas as pd
 
 from alcycle.fileio import atomic_write_csv, atomic_write_text, file_digest
+from alcycle.contract import Stage, cached, committed
 from alcycle.layout import Layout
 from alcycle.params import Params, params_dict
 from alcycle.pool import cycle_number, read_labeled, read_manifest, split_rows
+
+_L = Layout()
+STAGE = Stage(
+    name="evaluate",
+    deps=(_L.extracted, _L.truth_folder, _L.labeled, _L.import_report, _L.annotations, _L.manifest, _L.model,
+          _L.pseudo_labels),
+    params=("classes", "track"),
+    outs=(
+        committed(_L.metrics, "metrics"),
+        cached(_L.confusion, "plots", template="confusion", x="predicted", y="actual"),
+        # persist: DVC never restores this stage from its run cache, so every
+        # cycle really runs it and logs its MLflow run (tracking.py skips repeats).
+        committed(_L.mlflow_run, persist=True),
+    ),
+    code=("tracking.py",),
+)
 
 
 def score_test_split(

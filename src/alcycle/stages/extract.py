@@ -11,9 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from alcycle.fileio import atomic_save_npy
+from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.models import load_model, predict_all
 from alcycle.params import Params
+
+_L = Layout()
+STAGE = Stage(
+    name="extract",
+    deps=(_L.model, _L.pixels),
+    params=("seed", "extract"),
+    outs=(cached(_L.extracted),),
+    code=("models.py", "loss_prediction.py"),
+)
 
 
 def run(layout: Layout, params: Params) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""The ``label-import`` stage: every annotation batch so far -> the labeled pool.
+"""label-import: every annotation batch so far, folded into the labeled pool.
 
 The stage is a pure function of the annotation folder (git-tracked, append-only) and the
 pool manifest, so ``dvc repro`` rebuilds ``data/labeled.csv`` identically from a fresh
@@ -16,9 +16,21 @@ import pandas as pd
 from alcycle.annotations.history import check_none_missing, discarded_edit, last_rebuild
 from alcycle.annotations.rebuild import fold, write
 from alcycle.annotations.store import list_batches
+from alcycle.contract import Stage, committed
 from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import read_manifest
+
+_L = Layout()
+STAGE = Stage(
+    name="label-import",
+    deps=(_L.annotations, _L.manifest),
+    params=("classes", "label_import"),
+    # persist: DVC would delete the pool and its report before the stage runs, and
+    # label-import reads them to find a missing batch or a hand edit.
+    outs=(committed(_L.labeled, persist=True), committed(_L.import_report, "metrics", persist=True)),
+    code=("annotations",),
+)
 
 __all__ = ["run"]
 

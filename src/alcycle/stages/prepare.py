@@ -18,10 +18,21 @@ import pandas as pd
 from torchvision.io import write_png
 
 from alcycle.fileio import atomic_save_npy, atomic_write_csv
+from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.params import Params, PrepareParams
 from alcycle.pool import MANIFEST_COLUMNS
 from alcycle.sources import IMAGE_EXTENSIONS, Item, SourceError, UnreadableImageError, list_items
+
+_L = Layout()
+STAGE = Stage(
+    name="prepare",
+    deps=(),
+    reads_dataset=True,
+    params=("classes", "prepare"),
+    outs=(cached(_L.prepared), cached(_L.truth_folder)),
+    code=("sources.py",),
+)
 
 IMAGES = "images"  # folder of PNG files inside layout.prepared
 SOURCES_CSV = "sources.csv"  # beside layout.truth: id -> original path

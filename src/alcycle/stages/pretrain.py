@@ -18,9 +18,20 @@ import torch
 from torch import nn
 
 from alcycle.deepcluster import pretrain_backbone, weights_file
+from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.models import atomic_torch_save, build_backbone, load_backbone_weights
 from alcycle.params import Params
+
+_L = Layout()
+STAGE = Stage(
+    name="pretrain",
+    # The pixels only: new labels never re-run it.
+    deps=(_L.pixels,),
+    params=("seed", "classes", "pretrain", "train.backbone", "train.momentum", "train.weight_decay"),
+    outs=(cached(_L.pretrained),),
+    code=("deepcluster.py", "models.py", "faiss_ops.py"),
+)
 
 
 def from_file(path: Path, params: Params, in_channels: int) -> nn.Module:

@@ -21,11 +21,21 @@ import numpy as np
 import torch
 
 from alcycle.deepcluster import weights_file
+from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.models import atomic_torch_save
 from alcycle.params import Params, ParamsError, PretrainVitParams
 from alcycle.vit import Vit, build_vit, load_weights, save_vit
 from alcycle.vit_deepcluster import pretrain_vit
+
+_L = Layout()
+STAGE = Stage(
+    name="pretrain-vit",
+    deps=(_L.pixels,),
+    params=("seed", "classes", "pretrain_vit"),
+    outs=(cached(_L.vit),),
+    code=("vit_deepcluster.py", "deepcluster.py", "vit.py", "models.py", "faiss_ops.py"),
+)
 
 
 def from_file(path: Path, vit_params: PretrainVitParams, image_size: int, in_channels: int) -> Vit:

@@ -22,10 +22,24 @@ from alcycle.errors import MissingInputError
 from alcycle.annotations.cvat import tasks as cvat
 from alcycle.annotations.labelstudio import tasks as labelstudio
 from alcycle.fileio import atomic_write_csv, atomic_write_text
+from alcycle.contract import Stage, committed
 from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import cycle_number, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.strategies import SelectionContext, needs, select, settings_section
+
+_L = Layout()
+STAGE = Stage(
+    name="select",
+    deps=(_L.extracted, _L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.vit),
+    # classes: the labeling config and the model's guess in the Label Studio tasks name them.
+    params=("seed", "classes", "select"),
+    # The batch and its labeling-tool files are committed with the cycle, so none is cached.
+    outs=tuple(committed(path) for path in (_L.queries, _L.queries_labelstudio, _L.queries_cvat,
+                                            _L.labelstudio_config)),
+    code=("strategies", "vit.py", "faiss_ops.py", "models.py", "labeling_tools.py",
+          "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
+)
 
 QUERY_COLUMNS = ["id", "path", "score", "strategy", "cycle"]
 # Inputs that are not one row per item: passed to the strategy whole.

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from alcycle.fileio import atomic_write_csv
+from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.models import Classifier, lightning_fit, load_backbone_weights, save_model
 from alcycle.params import Params, ParamsError
@@ -27,6 +28,17 @@ from alcycle.semi import (
     ceal_labeller,
     ceal_threshold,
     propagation_labeller,
+)
+
+_L = Layout()
+STAGE = Stage(
+    name="train",
+    # data/annotations: the cycle number (CEAL's threshold) is the number of batches.
+    deps=(_L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.pretrained),
+    # The strategy decides which extra heads train fits (loss prediction for learning_loss).
+    params=("seed", "classes", "train", "select.strategy", "select.cold_start"),
+    outs=(cached(_L.model), cached(_L.pseudo_labels)),
+    code=("models.py", "loss_prediction.py", "semi.py", "propagation.py", "faiss_ops.py"),
 )
 
 
