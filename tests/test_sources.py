@@ -12,7 +12,8 @@ import torch
 from conftest import make_params
 from PIL import Image
 
-from alcycle.sources import SourceError, UnreadableImageError, list_items, load_image, path_id
+from alcycle.sources import SourceError, UnreadableImageError, list_items, path_id
+from alcycle.sources.images import load_image
 
 RED = (200, 30, 90)
 RED_GRAY = 88  # Pillow's Image.convert("L") of RED: (200*19595 + 30*38470 + 90*7471 + 2**15) >> 16

@@ -82,7 +82,7 @@ def init_project(target: Path, images: Path | None, classes: tuple[str, ...] | N
 
 def _inspect(images: Path) -> tuple[tuple[str, ...], int, int]:
     """Classes, image size and channel count suggested by a folder or CSV manifest."""
-    from alcycle.sources import probe
+    from alcycle.sources.probe import probe
 
     return probe("csv" if images.is_file() else "folder", images)
 

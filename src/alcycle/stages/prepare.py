@@ -31,7 +31,7 @@ STAGE = Stage(
     reads_dataset=True,
     params=("classes", "prepare"),
     outs=(cached(_L.prepared), cached(_L.truth_folder)),
-    code=("sources.py",),
+    code=("sources",),
 )
 
 IMAGES = "images"  # folder of PNG files inside layout.prepared
