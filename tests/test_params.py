@@ -1,5 +1,6 @@
 """params.yaml loads into typed dataclasses and fails loudly on any mistake."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,9 @@ def test_the_shipped_params_load():
         ("  cold_start: random", "  cold_start: balf", "'select.cold_start' is 'balf'"),
         ("  strategy: entropy", "  strategy: bald",
          "'select.strategy' 'bald' needs MC-dropout samples: set 'train.dropout' > 0 and 'extract.mc_samples' >= 2"),
+        ("  strategy: entropy", "  strategy: learning_loss",
+         "'select.strategy' 'learning_loss' needs a loss prediction module: set 'train.loss_prediction.fit' to true"),
+        ("    fit: false", "    fit: 1", "'train.loss_prediction.fit' must be bool, got 1"),
         ("  dropout: 0.0", "  dropout: 1.0", "'train.dropout' is 1.0; use 0 <= p < 1"),
         ("    detach_after: 0.6", "    detach_after: 1.5", "'train.loss_prediction.detach_after' must be a share"),
         ("    tau: 0.5", "    tau: 0", "'select.geal.tau' is 0.0; use 0 < tau <= 1"),
@@ -86,3 +90,41 @@ def test_the_backbone_names_params_checks_are_the_ones_models_builds():
     from alcycle.params import BACKBONES as NAMES
 
     assert sorted(BACKBONES) == sorted(NAMES)
+
+
+def test_learning_loss_loads_once_the_loss_module_is_fitted(tmp_path):
+    params = load_params(write_params(tmp_path, **{"  strategy: entropy": "  strategy: learning_loss",
+                                                   "    fit: false": "    fit: true"}))
+    assert params.select.strategy == "learning_loss" and params.train.loss_prediction.fit
+
+
+@pytest.mark.parametrize("strategy, fitted", [("entropy", False), ("learning_loss", True)])
+def test_a_params_file_older_than_a_key_loads_as_it_behaved(tmp_path, strategy, fitted):
+    """Keys added later (params.ADDED_LATER) get the value that keeps an old project's behaviour:
+    before train.loss_prediction.fit, train fitted the module when the strategy read it."""
+    path = write_params(tmp_path, **{"  strategy: entropy": f"  strategy: {strategy}",
+                                     "    fit: false": "", "  on_unreadable: refuse": "",
+                                     '  image_url_prefix: "/data/local-files/?d="': ""})
+    assert "fit:" not in path.read_text() and "on_unreadable" not in path.read_text()
+    params = load_params(path)
+    assert params.train.loss_prediction.fit is fitted
+    assert params.prepare.on_unreadable == "refuse"
+    assert params.select.image_url_prefix == "/data/local-files/?d="
+    assert "fit:" not in path.read_text()  # the file itself is left as it was
+
+
+def test_a_key_added_later_is_still_checked_when_present(tmp_path):
+    with pytest.raises(ParamsError, match="'train.loss_prediction.fit' must be bool"):
+        load_params(write_params(tmp_path, **{"    fit: false": "    fit: maybe"}))
+
+
+def test_every_choice_list_comes_from_its_registry():
+    """A typo names the valid values, read from the registry that implements them."""
+    from alcycle.sources import SOURCES
+    from alcycle.strategies import STRATEGIES
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    bad_source = dataclasses.replace(params, prepare=dataclasses.replace(params.prepare, source="nope"))
+    assert f"choose one of: {', '.join(SOURCES.names)}" in " ".join(bad_source.problems())
+    bad_strategy = dataclasses.replace(params, select=dataclasses.replace(params.select, strategy="nope"))
+    assert f"choose one of: {', '.join(sorted(STRATEGIES))}" in " ".join(bad_strategy.problems())

@@ -1,24 +1,61 @@
 """``params.yaml`` loaded into frozen, typed dataclasses: one section per DVC stage.
 
 An unknown or missing key fails at once with its dotted name, so a typo in
-``params.yaml`` never silently falls back to a default.
+``params.yaml`` never silently falls back to a default; the one exception is a key that
+a later alcycle added (``ADDED_LATER``), which an older project gets with the value that
+keeps its behaviour. Each section checks its own values (``problems``), taking the valid
+choices from the registry that implements them (sources, strategies, backbones, ...);
+``Params.problems`` adds the checks that span sections.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from alcycle.errors import AlcycleError
+from alcycle.registry import Registry
 
 
 class ParamsError(AlcycleError, ValueError):
     """``params.yaml`` is missing a key, has an unknown one, or a value of the wrong type."""
+
+
+UNREADABLE_RULES = ("refuse", "skip")
+PRETRAIN_METHODS = ("none", "deepcluster", "weights")
+INITS = ("scratch", "pretrained")
+SEMI_SUPERVISED = ("none", "label_propagation", "ceal")
+# models.BACKBONES builds these (a test keeps the two in step); named here so that reading
+# params.yaml checks them without importing torch.
+BACKBONES = ("resnet18", "small_cnn")
+CONFLICT_RULES = ("refuse", "relabel")
+ANNOTATOR_RULES = ("majority", "latest", "refuse")
+# Label Studio serves a file under its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT at this URL + its relative path.
+LOCAL_FILES_PREFIX = "/data/local-files/?d="
+
+
+def _choice(key: str, value: str, valid: Registry | tuple[str, ...]) -> list[str]:
+    """A problem when ``value`` is not one of ``valid`` (a registry's names, or fixed choices)."""
+    names = valid.names if isinstance(valid, Registry) else valid
+    return [] if value in names else [f"'{key}' is {value!r}; choose one of: {', '.join(names)}"]
+
+
+def _at_least_one(**values: int) -> list[str]:
+    """A problem for each count below 1; keyword names are the dotted keys with ``__`` for ``.``."""
+    return [f"'{name.replace('__', '.')}' is {value}; it must be at least 1"
+            for name, value in values.items() if value < 1]
+
+
+def _sections(params: Any) -> list[str]:
+    """The problems of every nested section of ``params``."""
+    return [problem for f in dataclasses.fields(params)
+            if hasattr(value := getattr(params, f.name), "problems") for problem in value.problems()]
 
 
 @dataclass(frozen=True)
@@ -32,12 +69,31 @@ class PrepareParams:
     split_seed: int
     on_unreadable: str = "refuse"  # refuse | skip: images that cannot be decoded
 
+    def problems(self) -> list[str]:
+        from alcycle.sources import SOURCES
+
+        found = _choice("prepare.source", self.source, SOURCES)
+        found += _choice("prepare.on_unreadable", self.on_unreadable, UNREADABLE_RULES)
+        if self.source != "mnist" and not self.path:
+            found.append(f"'prepare.path' is empty; source {self.source!r} needs it")
+        if self.channels not in (1, 3):
+            found.append(f"'prepare.channels' is {self.channels}; choose 1 or 3")
+        if self.image_size < 8:
+            found.append(f"'prepare.image_size' is {self.image_size}; use at least 8")
+        if not 0.0 <= self.test_fraction < 1.0:
+            found.append(f"'prepare.test_fraction' is {self.test_fraction}; use 0 <= x < 1")
+        return found
+
 
 @dataclass(frozen=True)
 class LabelImportParams:
     on_conflict: str  # refuse | relabel: what to do when a batch relabels an item
     annotators: str = "majority"  # majority | latest | refuse: several annotators disagree on an item
     choice_name: str = ""  # Label Studio Choices tag to read; "" = the only one in the export
+
+    def problems(self) -> list[str]:
+        return (_choice("label_import.on_conflict", self.on_conflict, CONFLICT_RULES)
+                + _choice("label_import.annotators", self.annotators, ANNOTATOR_RULES))
 
 
 @dataclass(frozen=True)
@@ -50,6 +106,13 @@ class PretrainParams:
     pca: int  # whitened PCA dimensions before k-means; 0 = none
     batch_size: int
     lr: float
+
+    def problems(self) -> list[str]:
+        found = _choice("pretrain.method", self.method, PRETRAIN_METHODS)
+        if self.method == "weights" and not self.weights:
+            found.append("'pretrain.weights' is empty; method 'weights' needs a local weights file")
+        return found + _at_least_one(pretrain__epochs=self.epochs, pretrain__batch_size=self.batch_size,
+                                     pretrain__kmeans_iterations=self.kmeans_iterations)
 
 
 @dataclass(frozen=True)
@@ -67,6 +130,17 @@ class PretrainVitParams:
     batch_size: int
     lr: float
 
+    def problems(self) -> list[str]:
+        found = _choice("pretrain_vit.method", self.method, PRETRAIN_METHODS)
+        if self.method == "weights" and not self.weights:
+            found.append("'pretrain_vit.weights' is empty; method 'weights' needs a local weights file")
+        if self.heads < 1 or self.hidden_dim % self.heads:
+            found.append(f"'pretrain_vit.heads' {self.heads} must divide 'pretrain_vit.hidden_dim' {self.hidden_dim}")
+        return found + _at_least_one(
+            pretrain_vit__layers=self.layers, pretrain_vit__hidden_dim=self.hidden_dim,
+            pretrain_vit__mlp_dim=self.mlp_dim, pretrain_vit__epochs=self.epochs,
+            pretrain_vit__batch_size=self.batch_size)
+
 
 @dataclass(frozen=True)
 class LabelPropagationParams:
@@ -77,6 +151,12 @@ class LabelPropagationParams:
     iterations: int  # conjugate-gradient iterations
     every: int  # re-propagate every this many training steps
 
+    def problems(self) -> list[str]:
+        found = [] if 0.0 < self.alpha < 1.0 else ["'train.label_propagation.alpha' must be in (0, 1)"]
+        return found + _at_least_one(train__label_propagation__k=self.k,
+                                     train__label_propagation__iterations=self.iterations,
+                                     train__label_propagation__every=self.every)
+
 
 @dataclass(frozen=True)
 class CealParams:
@@ -84,12 +164,21 @@ class CealParams:
     decay: float  # the threshold shrinks by this much per cycle
     every: int  # re-assign pseudo-labels every this many training steps
 
+    def problems(self) -> list[str]:
+        return _at_least_one(train__ceal__every=self.every)
+
 
 @dataclass(frozen=True)
 class LossPredictionParams:
+    fit: bool  # train a loss prediction module beside the classifier (learning_loss reads it)
     weight: float  # λ: the ranking loss's weight next to the classification loss
     margin: float  # ξ in the pairwise ranking loss
     detach_after: float  # share of the steps after which the module stops training the backbone
+
+    def problems(self) -> list[str]:
+        if 0.0 <= self.detach_after <= 1.0:
+            return []
+        return ["'train.loss_prediction.detach_after' must be a share of the steps, in [0, 1]"]
 
 
 @dataclass(frozen=True)
@@ -107,13 +196,25 @@ class TrainParams:
     dropout: float  # dropout on the features before the head (MC dropout for BALD needs > 0)
     label_propagation: LabelPropagationParams
     ceal: CealParams
-    loss_prediction: LossPredictionParams  # trained only when the strategy needs predicted_loss
+    loss_prediction: LossPredictionParams
+
+    def problems(self) -> list[str]:
+        found = (_choice("train.backbone", self.backbone, BACKBONES) + _choice("train.init", self.init, INITS)
+                 + _choice("train.semi_supervised", self.semi_supervised, SEMI_SUPERVISED))
+        if self.freeze_backbone and self.init != "pretrained":
+            found.append("'train.freeze_backbone' needs 'train.init: pretrained' (frozen random features)")
+        if not 0.0 <= self.dropout < 1.0:
+            found.append(f"'train.dropout' is {self.dropout}; use 0 <= p < 1")
+        return found + _at_least_one(train__steps=self.steps, train__batch_size=self.batch_size) + _sections(self)
 
 
 @dataclass(frozen=True)
 class ExtractParams:
     batch_size: int
     mc_samples: int  # MC-dropout passes written when the model has dropout (for BALD)
+
+    def problems(self) -> list[str]:
+        return _at_least_one(extract__batch_size=self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -125,12 +226,24 @@ class VaalParams:
     kl_weight: float  # β on the VAE's KL term
     adversary_weight: float  # weight of the VAE's "fool the discriminator" loss
 
+    def problems(self) -> list[str]:
+        found = [] if self.lr > 0.0 else [f"'select.vaal.lr' is {self.lr}; it must be positive"]
+        found += [f"'select.vaal.{key}' is {value}; it must be at least 0"
+                  for key, value in [("kl_weight", self.kl_weight), ("adversary_weight", self.adversary_weight)]
+                  if not value >= 0.0]
+        return found + _at_least_one(select__vaal__latent_dim=self.latent_dim, select__vaal__steps=self.steps,
+                                     select__vaal__batch_size=self.batch_size)
+
 
 @dataclass(frozen=True)
 class GealParams:
     tau: float  # keep the patches holding this share of the CLS attention mass
     clusters: int  # K knowledge clusters per image
     batch_size: int  # images per transformer forward pass
+
+    def problems(self) -> list[str]:
+        found = [] if 0.0 < self.tau <= 1.0 else [f"'select.geal.tau' is {self.tau}; use 0 < tau <= 1"]
+        return found + _at_least_one(select__geal__clusters=self.clusters, select__geal__batch_size=self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -141,6 +254,18 @@ class SelectParams:
     image_url_prefix: str  # Label Studio tasks: an image's URL is this + its path from the project root
     vaal: VaalParams  # VAAL and SRAAL
     geal: GealParams
+
+    def problems(self) -> list[str]:
+        from alcycle.strategies import STRATEGIES
+
+        found = [f"'select.{key}' is {name!r}; choose one of: {', '.join(sorted(STRATEGIES))}"
+                 for key, name in [("strategy", self.strategy), ("cold_start", self.cold_start)]
+                 if name not in STRATEGIES]
+        if not self.image_url_prefix or any(c.isspace() for c in self.image_url_prefix):
+            found.append(f"'select.image_url_prefix' is {self.image_url_prefix!r}; use a prefix without spaces, "
+                         f"such as {LOCAL_FILES_PREFIX!r} (Label Studio's local files) or the URL the project is "
+                         f"served at")
+        return found + _at_least_one(select__budget=self.budget) + _sections(self)
 
 
 @dataclass(frozen=True)
@@ -162,19 +287,59 @@ class Params:
     select: SelectParams
     track: TrackParams
 
+    def problems(self) -> list[str]:
+        """Every section's own problems, then the ones that span sections."""
+        found = ["'classes' lists a class twice"] if len(set(self.classes)) != len(self.classes) else []
+        found += _sections(self)
+        if self.train.init == "pretrained" and self.pretrain.method == "none":
+            found.append("'train.init' is 'pretrained' but 'pretrain.method' is 'none'")
+        vit = self.pretrain_vit
+        size = vit.image_size or self.prepare.image_size
+        if vit.patch_size < 1 or size % vit.patch_size:
+            found.append(f"'pretrain_vit.patch_size' {vit.patch_size} must divide the image size {size}")
+        return found + self._strategy_inputs()
 
-SOURCES = ("mnist", "folder", "csv")
-UNREADABLE_RULES = ("refuse", "skip")
-PRETRAIN_METHODS = ("none", "deepcluster", "weights")
-INITS = ("scratch", "pretrained")
-SEMI_SUPERVISED = ("none", "label_propagation", "ceal")
-# models.BACKBONES builds these (a test keeps the two in step); named here so that reading
-# params.yaml checks them without importing torch.
-BACKBONES = ("resnet18", "small_cnn")
-CONFLICT_RULES = ("refuse", "relabel")
-# Label Studio serves a file under its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT at this URL + its relative path.
-LOCAL_FILES_PREFIX = "/data/local-files/?d="
-ANNOTATOR_RULES = ("majority", "latest", "refuse")
+    def _strategy_inputs(self) -> list[str]:
+        """Inputs a chosen strategy reads that these settings would not produce: they fail
+        at load time rather than after a cycle's training."""
+        from alcycle.strategies import STRATEGIES, needs
+
+        found = []
+        for key, name in [("strategy", self.select.strategy), ("cold_start", self.select.cold_start)]:
+            wanted = needs(name) if name in STRATEGIES else frozenset()
+            if "mc_probs" in wanted and (self.train.dropout <= 0 or self.extract.mc_samples < 2):
+                found.append(f"'select.{key}' {name!r} needs MC-dropout samples: set 'train.dropout' > 0 "
+                             f"and 'extract.mc_samples' >= 2")
+            if "vit" in wanted and self.pretrain_vit.method == "none":
+                found.append(f"'select.{key}' {name!r} needs a vision transformer: set 'pretrain_vit.method' "
+                             f"to deepcluster or weights")
+            if "predicted_loss" in wanted and not self.train.loss_prediction.fit:
+                found.append(f"'select.{key}' {name!r} needs a loss prediction module: set "
+                             f"'train.loss_prediction.fit' to true")
+        return found
+
+
+
+
+def _strategies_need_loss(raw: dict[str, Any]) -> bool:
+    """What a params.yaml written before ``train.loss_prediction.fit`` meant: train decided
+    from the strategies, fitting the module when one of them reads ``predicted_loss``."""
+    from alcycle.strategies import STRATEGIES, needs
+
+    select = raw.get("select") if isinstance(raw.get("select"), dict) else {}
+    names = [select.get(key) for key in ("strategy", "cold_start")]
+    return any(name in STRATEGIES and "predicted_loss" in needs(name) for name in names)
+
+
+# Keys a later alcycle added, with the value an older params.yaml means (given the whole
+# file): filled in where the section exists and the key does not, so an older project keeps
+# loading and behaving as before without editing its params.yaml (which DVC would take for
+# a change and re-run stages, or every finished cell of a campaign).
+ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "prepare.on_unreadable": lambda raw: "refuse",
+    "select.image_url_prefix": lambda raw: LOCAL_FILES_PREFIX,
+    "train.loss_prediction.fit": _strategies_need_loss,
+}
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:
@@ -191,14 +356,31 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 
 def params_from_dict(raw: Any, source: Path) -> Params:
     """Validate ``raw`` (params.yaml as loaded by YAML); errors name ``source`` and the key."""
-    params = _build(Params, raw, where="", source=source)
-    _check(params, source)
+    params = _build(Params, _upgraded(raw), where="", source=source)
+    problems = params.problems()
+    if problems:
+        raise ParamsError(f"{source}: " + "; ".join(problems))
     return params
 
 
 def params_dict(params: Params) -> dict[str, Any]:
     """The parameters as a nested dict of plain values (for logging)."""
     return dataclasses.asdict(params)
+
+
+def _upgraded(raw: Any) -> Any:
+    """``raw`` with each ``ADDED_LATER`` key it lacks filled in (a copy; ``raw`` is left as it was)."""
+    if not isinstance(raw, dict):
+        return raw
+    upgraded = copy.deepcopy(raw)
+    for dotted, value in ADDED_LATER.items():
+        *sections, key = dotted.split(".")
+        section = upgraded
+        for name in sections:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict) and key not in section:
+            section[key] = value(raw)
+    return upgraded
 
 
 def _build(cls: type, raw: Any, where: str, source: Path) -> Any:
@@ -233,143 +415,3 @@ def _coerce(hint: Any, value: Any, key: str, source: Path) -> Any:
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ParamsError(f"{source}: '{key}' must be {hint.__name__}, got {value!r}")
     return value
-
-
-def _training_choices(params: Params) -> list[str]:
-    problems = []
-    for key, value, valid in [
-        ("pretrain.method", params.pretrain.method, PRETRAIN_METHODS),
-        ("train.init", params.train.init, INITS),
-        ("train.backbone", params.train.backbone, BACKBONES),
-        ("train.semi_supervised", params.train.semi_supervised, SEMI_SUPERVISED),
-    ]:
-        if value not in valid:
-            problems.append(f"'{key}' is {value!r}; choose one of: {', '.join(valid)}")
-    if params.pretrain.method == "weights" and not params.pretrain.weights:
-        problems.append("'pretrain.weights' is empty; method 'weights' needs a local weights file")
-    if params.train.init == "pretrained" and params.pretrain.method == "none":
-        problems.append("'train.init' is 'pretrained' but 'pretrain.method' is 'none'")
-    if params.train.freeze_backbone and params.train.init != "pretrained":
-        problems.append("'train.freeze_backbone' needs 'train.init: pretrained' (frozen random features)")
-    if not 0.0 < params.train.label_propagation.alpha < 1.0:
-        problems.append("'train.label_propagation.alpha' must be in (0, 1)")
-    for key, value in [
-        ("pretrain.epochs", params.pretrain.epochs),
-        ("pretrain.batch_size", params.pretrain.batch_size),
-        ("pretrain.kmeans_iterations", params.pretrain.kmeans_iterations),
-        ("train.label_propagation.k", params.train.label_propagation.k),
-        ("train.label_propagation.iterations", params.train.label_propagation.iterations),
-        ("train.label_propagation.every", params.train.label_propagation.every),
-        ("train.ceal.every", params.train.ceal.every),
-    ]:
-        if value < 1:
-            problems.append(f"'{key}' is {value}; it must be at least 1")
-    return problems
-
-
-def _strategy_checks(params: Params) -> list[str]:
-    """Unknown strategy names, and inputs a strategy needs that the settings cannot produce,
-    fail at load time rather than after a cycle's training."""
-    from alcycle.strategies import STRATEGIES, needs
-
-    select = params.select
-    chosen = {"strategy": select.strategy, "cold_start": select.cold_start}
-    unknown = [key for key, name in chosen.items() if name not in STRATEGIES]
-    problems = [f"'select.{key}' is {chosen[key]!r}; choose one of: {', '.join(sorted(STRATEGIES))}"
-                for key in unknown]
-    for key, name in chosen.items():
-        if key in unknown:
-            continue
-        wanted = needs(name)
-        if "mc_probs" in wanted and (params.train.dropout <= 0 or params.extract.mc_samples < 2):
-            problems.append(f"'select.{key}' {name!r} needs MC-dropout samples: set 'train.dropout' > 0 "
-                            f"and 'extract.mc_samples' >= 2")
-        if "vit" in wanted and params.pretrain_vit.method == "none":
-            problems.append(f"'select.{key}' {name!r} needs a vision transformer: set 'pretrain_vit.method' "
-                            f"to deepcluster or weights")
-    return problems
-
-
-def _selection_settings(params: Params) -> list[str]:
-    problems = []
-    vit = params.pretrain_vit
-    if vit.method not in PRETRAIN_METHODS:
-        problems.append(f"'pretrain_vit.method' is {vit.method!r}; choose one of: {', '.join(PRETRAIN_METHODS)}")
-    if vit.method == "weights" and not vit.weights:
-        problems.append("'pretrain_vit.weights' is empty; method 'weights' needs a local weights file")
-    size = vit.image_size or params.prepare.image_size
-    if vit.patch_size < 1 or size % vit.patch_size:
-        problems.append(f"'pretrain_vit.patch_size' {vit.patch_size} must divide the image size {size}")
-    if vit.heads < 1 or vit.hidden_dim % vit.heads:
-        problems.append(f"'pretrain_vit.heads' {vit.heads} must divide 'pretrain_vit.hidden_dim' {vit.hidden_dim}")
-    if not 0.0 < params.select.geal.tau <= 1.0:
-        problems.append(f"'select.geal.tau' is {params.select.geal.tau}; use 0 < tau <= 1")
-    vaal = params.select.vaal
-    if not vaal.lr > 0.0:
-        problems.append(f"'select.vaal.lr' is {vaal.lr}; it must be positive")
-    for key, value in [("select.vaal.kl_weight", vaal.kl_weight),
-                       ("select.vaal.adversary_weight", vaal.adversary_weight)]:
-        if not value >= 0.0:
-            problems.append(f"'{key}' is {value}; it must be at least 0")
-    if not 0.0 <= params.train.dropout < 1.0:
-        problems.append(f"'train.dropout' is {params.train.dropout}; use 0 <= p < 1")
-    if not 0.0 <= params.train.loss_prediction.detach_after <= 1.0:
-        problems.append("'train.loss_prediction.detach_after' must be a share of the steps, in [0, 1]")
-    for key, value in [
-        ("pretrain_vit.layers", vit.layers), ("pretrain_vit.hidden_dim", vit.hidden_dim),
-        ("pretrain_vit.mlp_dim", vit.mlp_dim), ("pretrain_vit.epochs", vit.epochs),
-        ("pretrain_vit.batch_size", vit.batch_size), ("select.geal.clusters", params.select.geal.clusters),
-        ("select.geal.batch_size", params.select.geal.batch_size),
-        ("select.vaal.latent_dim", params.select.vaal.latent_dim), ("select.vaal.steps", params.select.vaal.steps),
-        ("select.vaal.batch_size", params.select.vaal.batch_size),
-    ]:
-        if value < 1:
-            problems.append(f"'{key}' is {value}; it must be at least 1")
-    return problems
-
-
-def _check(params: Params, source: Path) -> None:
-    """Cross-field checks that the types alone cannot express."""
-    problems = []
-    if params.prepare.source not in SOURCES:
-        problems.append(f"'prepare.source' is {params.prepare.source!r}; choose one of: {', '.join(SOURCES)}")
-    if params.prepare.source != "mnist" and not params.prepare.path:
-        problems.append(f"'prepare.path' is empty; source {params.prepare.source!r} needs it")
-    if params.prepare.on_unreadable not in UNREADABLE_RULES:
-        problems.append(f"'prepare.on_unreadable' is {params.prepare.on_unreadable!r}; "
-                        f"choose one of: {', '.join(UNREADABLE_RULES)}")
-    if params.prepare.channels not in (1, 3):
-        problems.append(f"'prepare.channels' is {params.prepare.channels}; choose 1 or 3")
-    if params.prepare.image_size < 8:
-        problems.append(f"'prepare.image_size' is {params.prepare.image_size}; use at least 8")
-    if not 0.0 <= params.prepare.test_fraction < 1.0:
-        problems.append(f"'prepare.test_fraction' is {params.prepare.test_fraction}; use 0 <= x < 1")
-    prefix = params.select.image_url_prefix
-    if not prefix or any(c.isspace() for c in prefix):
-        problems.append(f"'select.image_url_prefix' is {prefix!r}; use a prefix without spaces, such as "
-                        f"{LOCAL_FILES_PREFIX!r} (Label Studio's local files) or the URL the project is served at")
-    if params.label_import.on_conflict not in CONFLICT_RULES:
-        problems.append(
-            f"'label_import.on_conflict' is {params.label_import.on_conflict!r}; "
-            f"choose one of: {', '.join(CONFLICT_RULES)}"
-        )
-    if params.label_import.annotators not in ANNOTATOR_RULES:
-        problems.append(
-            f"'label_import.annotators' is {params.label_import.annotators!r}; "
-            f"choose one of: {', '.join(ANNOTATOR_RULES)}"
-        )
-    problems += _strategy_checks(params)
-    problems += _selection_settings(params)
-    problems += _training_choices(params)
-    if len(set(params.classes)) != len(params.classes):
-        problems.append("'classes' lists a class twice")
-    for key, value in [
-        ("train.steps", params.train.steps),
-        ("train.batch_size", params.train.batch_size),
-        ("extract.batch_size", params.extract.batch_size),
-        ("select.budget", params.select.budget),
-    ]:
-        if value < 1:
-            problems.append(f"'{key}' is {value}; it must be at least 1")
-    if problems:
-        raise ParamsError(f"{source}: " + "; ".join(problems))

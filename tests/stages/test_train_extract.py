@@ -80,9 +80,16 @@ def with_strategy(params, strategy: str):
     return dataclasses.replace(params, select=dataclasses.replace(params.select, strategy=strategy))
 
 
-def test_the_strategy_decides_whether_a_loss_module_is_trained(params):
-    assert build_classifier(params, in_channels=1).loss_module is None  # entropy needs none
-    model = build_classifier(with_strategy(params, "learning_loss"), in_channels=1)
+def with_loss_module(params):
+    """learning_loss, with the module it reads switched on (params.py checks the two agree)."""
+    fitted = with_train(params, loss_prediction=dataclasses.replace(params.train.loss_prediction, fit=True))
+    return with_strategy(fitted, "learning_loss")
+
+
+def test_loss_prediction_fit_decides_whether_a_loss_module_is_trained(params):
+    assert build_classifier(params, in_channels=1).loss_module is None  # fit: false
+    assert build_classifier(with_strategy(params, "margin"), in_channels=1).loss_module is None
+    model = build_classifier(with_loss_module(params), in_channels=1)
     assert model.loss_module is not None and model.hparams.loss_prediction
 
 
@@ -93,7 +100,7 @@ def test_loss_module_learns_to_rank_the_training_losses(params):
     noisy = targets.copy()
     flipped = np.arange(0, 40, 5)
     noisy[flipped] = 1 - noisy[flipped]
-    ll = with_steps(with_strategy(params, "learning_loss"), 120)
+    ll = with_steps(with_loss_module(params), 120)
     torch.manual_seed(0)
     model = fit(build_classifier(ll, in_channels=1), pixels, noisy, ll)
     outputs = predict_all(model, pixels, batch_size=16)
@@ -110,8 +117,8 @@ def test_loss_module_learns_to_rank_the_training_losses(params):
 
 @pytest.mark.parametrize("detach_after, backbone_gets_gradient", [(0.0, False), (1.0, True)])
 def test_loss_module_stops_training_the_backbone_after_detach(params, detach_after, backbone_gets_gradient):
-    ll = with_train(with_strategy(params, "learning_loss"), loss_prediction=dataclasses.replace(
-        params.train.loss_prediction, detach_after=detach_after))
+    ll = with_loss_module(with_train(params, loss_prediction=dataclasses.replace(
+        params.train.loss_prediction, detach_after=detach_after)))
     model = build_classifier(ll, in_channels=1)  # no trainer: global_step is 0
     pixels, targets = toy_digits(n=8)
     logits = model(torch.from_numpy(pixels))
@@ -150,7 +157,7 @@ def test_extract_writes_only_what_the_model_can_say(tmp_path, params):
     extract.run(layout, params)
     assert sorted(p.name for p in layout.extracted.iterdir()) == ["embeddings.npy", "probs.npy"]
 
-    both = with_strategy(with_train(params, dropout=0.25), "learning_loss")
+    both = with_loss_module(with_train(params, dropout=0.25))
     save_model(layout.model, build_classifier(both, in_channels=1).eval(), [], params.classes)
     for stale in layout.extracted.iterdir():
         stale.unlink()  # DVC empties an output folder before it runs the stage

@@ -17,15 +17,9 @@ from typing import Any
 
 import yaml
 
-from alcycle.params import LOCAL_FILES_PREFIX, Params, ParamsError, params_from_dict
+from alcycle.params import Params, ParamsError, params_from_dict
 
 KEYS = ("name", "strategies", "options", "seeds", "initial_budget", "budget", "cycles", "recipes")
-# Keys params.yaml gained after a campaign may have been made, which no cell result depends
-# on: cells label through the oracle, never through a labeling tool, and read the campaign's
-# prepared data rather than run prepare. A campaign's params.yaml without them gets them here,
-# not in its file: every cell depends on the whole `select` section in DVC, so adding a key
-# there would re-run every finished cell.
-KEYS_ADDED_LATER = {"select": {"image_url_prefix": LOCAL_FILES_PREFIX}, "prepare": {"on_unreadable": "refuse"}}
 
 
 @dataclass(frozen=True)
@@ -69,11 +63,9 @@ class Campaign:
 
     def cell_params(self, base: dict[str, Any], cell: Cell) -> Params:
         """The validated parameters of ``cell``: ``base`` (a params.yaml as a dict) + option + strategy + seed."""
+        # A campaign's params.yaml may predate keys alcycle added since: params_from_dict fills
+        # them in (params.ADDED_LATER), never the file, which every finished cell depends on.
         raw = copy.deepcopy(base)
-        for section, keys in KEYS_ADDED_LATER.items():
-            if isinstance(raw.get(section), dict):
-                for key, value in keys.items():
-                    raw[section].setdefault(key, value)
         overrides = {**self.recipes["options"][cell.option],
                      "select.strategy": cell.strategy, **self.recipes["strategies"][cell.strategy]}
         for dotted, value in overrides.items():

@@ -21,7 +21,6 @@ from alcycle.layout import Layout
 from alcycle.models import Classifier, lightning_fit, load_backbone_weights, save_model
 from alcycle.params import Params, ParamsError
 from alcycle.pool import class_index, cycle_number, read_labeled, read_manifest, rows_of, split_rows
-from alcycle.strategies import needs
 from alcycle.semi import (
     PseudoLabeller,
     RefreshPseudoLabels,
@@ -35,17 +34,17 @@ STAGE = Stage(
     name="train",
     # data/annotations: the cycle number (CEAL's threshold) is the number of batches.
     deps=(_L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.pretrained),
-    # The strategy decides which extra heads train fits (loss prediction for learning_loss).
-    params=("seed", "classes", "train", "select.strategy", "select.cold_start"),
+    # Not select: a strategy switch re-runs only extract onwards (train.loss_prediction.fit
+    # says whether to fit the module learning_loss reads; params.py checks it against the strategy).
+    params=("seed", "classes", "train"),
     outs=(cached(_L.model), cached(_L.pseudo_labels)),
     code=("models.py", "loss_prediction.py", "semi.py", "propagation.py", "faiss_ops.py"),
 )
 
 
 def build_classifier(params: Params, in_channels: int) -> Classifier:
-    """The classifier ``params.train`` describes, with the extra heads the strategies need."""
+    """The classifier ``params.train`` describes (with a loss prediction module when ``loss_prediction.fit``)."""
     tp = params.train
-    wanted = needs(params.select.strategy, params.select.cold_start)
     return Classifier(
         backbone=tp.backbone,
         in_channels=in_channels,
@@ -58,7 +57,7 @@ def build_classifier(params: Params, in_channels: int) -> Classifier:
         seed=params.seed,
         freeze_backbone=tp.freeze_backbone,
         dropout=tp.dropout,
-        loss_prediction="predicted_loss" in wanted,
+        loss_prediction=tp.loss_prediction.fit,
         loss_weight=tp.loss_prediction.weight,
         loss_margin=tp.loss_prediction.margin,
         loss_detach_after=tp.loss_prediction.detach_after,
