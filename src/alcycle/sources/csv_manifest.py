@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import re
 from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
 
 from alcycle.params import PrepareParams
@@ -21,7 +22,8 @@ def csv_items(params: PrepareParams) -> list[Item]:
     csv_path = Path(params.path)
     if not csv_path.is_file():
         raise SourceError(f"{csv_path}: CSV manifest not found (prepare.path)")
-    items, lines = [], {}
+    items: list[Item] = []
+    lines: dict[str, int] = {}
     with open(csv_path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         _check_header(csv_path, reader.fieldnames)
@@ -37,7 +39,7 @@ def csv_items(params: PrepareParams) -> list[Item]:
     return items
 
 
-def _check_header(csv_path: Path, header: list[str] | None) -> None:
+def _check_header(csv_path: Path, header: Sequence[str] | None) -> None:
     if not header:
         raise SourceError(f"{csv_path} line 1: no header; expected {_CSV_EXPECTED}")
     if "split" in header:
