@@ -82,7 +82,7 @@ def test_floats_accept_integers(tmp_path):
 
 
 def test_the_backbone_names_params_checks_are_the_ones_models_builds():
-    from alcycle.models import BACKBONES
+    from alcycle.backbones import BACKBONES
     from alcycle.params import BACKBONES as NAMES
 
     assert sorted(BACKBONES) == sorted(NAMES)

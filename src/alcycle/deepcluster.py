@@ -6,13 +6,12 @@ initialised head. One loop (``fit_clusters``) serves the ``pretrain`` CNN and th
 ``pretrain-vit`` transformer (``vit_deepcluster.py``), with one randomness policy:
 everything is drawn from ``seed`` (epoch ``e`` from ``seed + e``) through explicit
 generators, and weight initialisation, which torch draws from its global generator,
-runs under ``seeded``, which leaves that generator as it was.
+runs under ``rng.seeded``, which leaves that generator as it was (the policy: ``rng.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +21,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
+from alcycle import rng
+from alcycle.backbones import build_backbone
+from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
 from alcycle.errors import MissingInputError
 from alcycle.faiss_ops import kmeans, l2_normalise, pca_whiten
-from alcycle.models import Classifier, lightning_fit, predict
+from alcycle.inference import predict
 from alcycle.params import Params, ParamsError
+from alcycle.training import lightning_fit
 
 
 @dataclass(frozen=True)
@@ -38,15 +41,6 @@ class Rounds:
     pca: int  # 0: no PCA before k-means
     kmeans_iterations: int
     seed: int
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Draws from torch's global generator (weight initialisation) come from ``seed``;
-    the generator is left as it was, so no caller's randomness shifts."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        yield
 
 
 def cluster_count(clusters: int, classes: int, images: int, key: str) -> int:
@@ -92,7 +86,7 @@ def fit_clusters(
     ``{"labeled": (pixels, cluster ids)}`` and logs ``train_loss``.
     """
     for epoch in range(rounds.epochs):
-        seed = rounds.seed + epoch
+        seed = rng.epoch_seed(rounds.seed, epoch)
         assignment = cluster_targets(features(images), rounds.clusters, rounds.pca, rounds.kmeans_iterations, seed)
         # Cluster ids are permuted from one epoch to the next: the old head means nothing now.
         reset_head(seed)
@@ -111,13 +105,14 @@ def pretrain_backbone(pixels: np.ndarray, params: Params) -> nn.Module:
     pp = params.pretrain
     k = cluster_count(pp.clusters, len(params.classes), len(pixels), "pretrain.clusters")
     rounds = Rounds(pp.epochs, k, pp.batch_size, pp.pca, pp.kmeans_iterations, params.seed)
-    with seeded(params.seed):
-        model = Classifier(backbone=params.train.backbone, in_channels=pixels.shape[1], num_classes=k, lr=pp.lr,
-                           momentum=params.train.momentum, weight_decay=params.train.weight_decay,
-                           steps=-(-len(pixels) // pp.batch_size), augment=True, seed=params.seed)
+    optimisation = Optimisation(pp.lr, params.train.momentum, params.train.weight_decay,
+                                steps=-(-len(pixels) // pp.batch_size))
+    with rng.seeded(params.seed):
+        backbone = build_backbone(params.train.backbone, pixels.shape[1])
+        model = Classifier(backbone, ClassifierSettings(k, optimisation, seed=params.seed, augment=True))
 
     def reset_head(seed: int) -> None:
-        with seeded(seed):
+        with rng.seeded(seed):
             model.head = nn.Linear(model.backbone.out_dim, k)
 
     images = torch.from_numpy(np.array(pixels))

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import VisionTransformer
 
+from alcycle.checkpoints import atomic_torch_save
 from alcycle.errors import MissingInputError
-from alcycle.models import atomic_torch_save
 from alcycle.params import ParamsError, PretrainVitParams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -10,8 +10,10 @@ import torch
 
 import alcycle.deepcluster as deepcluster
 import alcycle.stages.pretrain as pretrain
+from alcycle.backbones import build_backbone
+from alcycle.backbones.resnet import resnet18_small
+from alcycle.checkpoints import load_backbone_weights
 from alcycle.layout import Layout
-from alcycle.models import build_backbone, load_backbone_weights, resnet18_small
 from alcycle.stages.train import initial_model
 from conftest import toy_digits
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from alcycle.fileio import atomic_save_npy
 from alcycle.layout import Layout
-from alcycle.models import load_model, predict_all
+from alcycle.checkpoints import load_model
+from alcycle.inference import predict_all
 from alcycle.params import Params
 
 

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from alcycle.backbones import build_backbone
+from alcycle.checkpoints import atomic_torch_save, load_backbone_weights
 from alcycle.deepcluster import pretrain_backbone, weights_file
 from alcycle.layout import Layout
-from alcycle.models import atomic_torch_save, build_backbone, load_backbone_weights
 from alcycle.params import Params
 
 

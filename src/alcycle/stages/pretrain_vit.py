@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alcycle.checkpoints import atomic_torch_save
 from alcycle.deepcluster import weights_file
 from alcycle.layout import Layout
-from alcycle.models import atomic_torch_save
 from alcycle.params import Params, ParamsError, PretrainVitParams
 from alcycle.vit import Vit, build_vit, load_weights, save_vit
 from alcycle.vit_deepcluster import pretrain_vit
