@@ -75,15 +75,16 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
         "pretrain": {
             "cmd": "alcycle pretrain",
             "deps": ["data/prepared/pixels.npy"]
-            + code("stages/pretrain.py", "deepcluster.py", "models.py", "faiss_ops.py"),
+            + code("stages/pretrain.py", "deepcluster.py", "backbones", "classifier.py", "augment.py",
+                   "loss_prediction.py", "inference.py", "training.py", "checkpoints.py", "rng.py", "faiss_ops.py"),
             "params": ["seed", "classes", "pretrain", "train.backbone", "train.momentum", "train.weight_decay"],
             "outs": ["models/pretrained.pt"],
         },
         "pretrain-vit": {
             "cmd": "alcycle pretrain-vit",
             "deps": ["data/prepared/pixels.npy"]
-            + code("stages/pretrain_vit.py", "vit_deepcluster.py", "deepcluster.py", "vit.py", "models.py",
-                   "faiss_ops.py"),
+            + code("stages/pretrain_vit.py", "vit_deepcluster.py", "deepcluster.py", "vit.py", "training.py",
+                   "checkpoints.py", "rng.py", "faiss_ops.py"),
             "params": ["seed", "classes", "pretrain_vit"],
             "outs": ["models/vit.pt"],
         },
@@ -102,7 +103,8 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
             # data/annotations: the cycle number (CEAL's threshold) is the number of batches.
             "deps": ["data/labeled.csv", "data/annotations", "data/prepared/manifest.csv", "data/prepared/pixels.npy",
                      "models/pretrained.pt"]
-            + code("stages/train.py", "models.py", "loss_prediction.py", "semi.py", "propagation.py",
+            + code("stages/train.py", "backbones", "classifier.py", "augment.py", "loss_prediction.py",
+                   "training.py", "inference.py", "checkpoints.py", "rng.py", "semi.py", "propagation.py",
                    "faiss_ops.py"),
             # The strategy decides which extra heads train fits (loss prediction for learning_loss).
             "params": ["seed", "classes", "train", "select.strategy", "select.cold_start"],
@@ -111,7 +113,8 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
         "extract": {
             "cmd": "alcycle extract",
             "deps": ["models/model.pt", "data/prepared/pixels.npy"]
-            + code("stages/extract.py", "models.py", "loss_prediction.py"),
+            + code("stages/extract.py", "checkpoints.py", "backbones", "classifier.py", "loss_prediction.py",
+                   "inference.py", "rng.py"),
             "params": ["seed", "extract"],
             "outs": ["data/extract"],
         },
@@ -131,7 +134,7 @@ def pipeline_stages(source_path: str | None, code_root: str | None) -> dict[str,
             "cmd": "alcycle select",
             "deps": ["data/extract", "data/labeled.csv", "data/annotations", "data/prepared/manifest.csv",
                      "data/prepared/pixels.npy", "models/vit.pt"]
-            + code("stages/select.py", "strategies", "vit.py", "faiss_ops.py", "models.py", "labeling_tools.py",
+            + code("stages/select.py", "strategies", "vit.py", "faiss_ops.py", "training.py", "labeling_tools.py",
                    "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
             # classes: the labeling config and the model's guess in the Label Studio tasks name them.
             "params": ["seed", "classes", "select"],
