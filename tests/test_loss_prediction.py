@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from alcycle.loss_prediction import FeatureTaps, LossPredictor, ranking_loss
-from alcycle.models import build_backbone
+from alcycle.backbones import build_backbone
 
 
 def test_ranking_loss_on_a_hand_computed_pair():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import alcycle.semi as semi
-from alcycle.models import predict
+from alcycle.inference import predict
 from alcycle.params import CealParams, LabelPropagationParams
 from alcycle.stages.train import build_classifier, fit
 from conftest import toy_digits
@@ -93,9 +93,9 @@ def test_frozen_backbone_trains_only_the_head(params):
 
 
 @pytest.mark.parametrize("mode, cycle, check", [
-    ("none", 1, lambda labeller: labeller is None),
-    ("ceal", 3, lambda labeller: labeller(np.array([[0.97, 0.03]]), None, np.array([-1])).count == 0),
-    ("ceal", 1, lambda labeller: labeller(np.array([[0.97, 0.03]]), None, np.array([-1])).count == 1),
+    ("none", 1, lambda schedule: schedule is None),
+    ("ceal", 3, lambda schedule: schedule.labeller(np.array([[0.97, 0.03]]), None, np.array([-1])).count == 0),
+    ("ceal", 1, lambda schedule: schedule.labeller(np.array([[0.97, 0.03]]), None, np.array([-1])).count == 1),
 ])
 def test_semi_supervised_choice_reaches_training(params, mode, cycle, check):
     from alcycle.stages.train import pseudo_labeller
@@ -121,3 +121,16 @@ def test_pretrain_batch_size_and_lr_reach_the_trainer(params, monkeypatch):
         params.pretrain, method="deepcluster", epochs=1, clusters=3, pca=0, batch_size=7, lr=0.02))
     deepcluster.pretrain_backbone(toy_digits(n=21)[0], p)
     assert seen == [(7, 0.02)]
+
+
+def test_the_pool_batch_gets_its_rows_current_pseudo_labels():
+    refresh = semi.RefreshPseudoLabels(None, np.zeros((3, 1, 2, 2)), np.full(3, -1), every=1, from_start=True)
+    pixels, rows = torch.zeros(2, 1, 2, 2), torch.tensor([2, 0])
+    batch = {"pool": (pixels, rows)}
+    refresh.label_pool_batch(batch)
+    assert "pool" not in batch  # no pseudo-labels yet: the pool does not train
+    refresh.latest = semi.PseudoLabels(np.array([4, 5, 6]), np.array([0.1, 0.2, 0.3], dtype=np.float32))
+    batch = {"pool": (pixels, rows)}
+    refresh.label_pool_batch(batch)
+    _, targets, weights = batch["pool"]
+    assert targets.tolist() == [6, 4] and weights.tolist() == pytest.approx([0.3, 0.1])

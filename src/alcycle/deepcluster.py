@@ -6,13 +6,12 @@ initialised head. One loop (``fit_clusters``) serves the ``pretrain`` CNN and th
 ``pretrain-vit`` transformer (``vit_deepcluster.py``), with one randomness policy:
 everything is drawn from ``seed`` (epoch ``e`` from ``seed + e``) through explicit
 generators, and weight initialisation, which torch draws from its global generator,
-runs under ``seeded``, which leaves that generator as it was.
+runs under ``rng.seeded``, which leaves that generator as it was (the policy: ``rng.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +21,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
-from alcycle.errors import MissingInputError
+from alcycle import rng
+from alcycle.backbones import build_backbone
+from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
 from alcycle.faiss_ops import kmeans, l2_normalise, pca_whiten
-from alcycle.models import Classifier, lightning_fit, predict
+from alcycle.inference import predict
 from alcycle.params import Params, ParamsError
+from alcycle.training import lightning_fit
 
 
 @dataclass(frozen=True)
@@ -40,30 +42,12 @@ class Rounds:
     seed: int
 
 
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Draws from torch's global generator (weight initialisation) come from ``seed``;
-    the generator is left as it was, so no caller's randomness shifts."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        yield
-
-
 def cluster_count(clusters: int, classes: int, images: int, key: str) -> int:
     """``clusters``, or five per class when 0; k-means cannot make more clusters than images."""
     k = clusters or 5 * classes
     if k > images:
         raise ParamsError(f"{key}: {k} clusters for {images} images; set fewer")
     return k
-
-
-def weights_file(root: Path, weights: str, key: str) -> Path:
-    """A local weights file named in params: a relative path is taken from the project folder."""
-    path = Path(weights)
-    path = path if path.is_absolute() else root / path
-    if not path.exists():
-        raise MissingInputError(f"{key}: {path} not found")
-    return path
 
 
 def cluster_targets(features: np.ndarray, k: int, pca: int, iterations: int, seed: int) -> np.ndarray:
@@ -92,7 +76,7 @@ def fit_clusters(
     ``{"labeled": (pixels, cluster ids)}`` and logs ``train_loss``.
     """
     for epoch in range(rounds.epochs):
-        seed = rounds.seed + epoch
+        seed = rng.epoch_seed(rounds.seed, epoch)
         assignment = cluster_targets(features(images), rounds.clusters, rounds.pca, rounds.kmeans_iterations, seed)
         # Cluster ids are permuted from one epoch to the next: the old head means nothing now.
         reset_head(seed)
@@ -111,15 +95,21 @@ def pretrain_backbone(pixels: np.ndarray, params: Params) -> nn.Module:
     pp = params.pretrain
     k = cluster_count(pp.clusters, len(params.classes), len(pixels), "pretrain.clusters")
     rounds = Rounds(pp.epochs, k, pp.batch_size, pp.pca, pp.kmeans_iterations, params.seed)
-    with seeded(params.seed):
-        model = Classifier(backbone=params.train.backbone, in_channels=pixels.shape[1], num_classes=k, lr=pp.lr,
-                           momentum=params.train.momentum, weight_decay=params.train.weight_decay,
-                           steps=-(-len(pixels) // pp.batch_size), augment=True, seed=params.seed)
+    optimisation = Optimisation(pp.lr, params.train.momentum, params.train.weight_decay,
+                                steps=-(-len(pixels) // pp.batch_size))
+    with rng.seeded(params.seed):
+        backbone = build_backbone(params.train.backbone, pixels.shape[1])
+        model = Classifier(backbone, ClassifierSettings(k, optimisation, seed=params.seed, augment=True))
 
     def reset_head(seed: int) -> None:
-        with seeded(seed):
+        with rng.seeded(seed):
             model.head = nn.Linear(model.backbone.out_dim, k)
 
     images = torch.from_numpy(np.array(pixels))
     fit_clusters(model, images, rounds, lambda x: predict(model, x.numpy(), 500)[1], reset_head, "pretrain")
     return model.backbone
+
+
+def deepcluster_backbone(root: Path, pixels: np.ndarray, params: Params) -> nn.Module:
+    """``pretrain.method: deepcluster`` (``methods.PRETRAIN``); ``root`` is not needed."""
+    return pretrain_backbone(pixels, params)

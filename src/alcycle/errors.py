@@ -24,3 +24,8 @@ class ExternalCommandError(AlcycleError, RuntimeError):
 class BadFileError(AlcycleError, ValueError):
     """A file the user gave or edited (a manifest, the labeled pool, a weights file) has the
     wrong shape; the message names the file and what was expected."""
+
+
+class ParamsError(AlcycleError, ValueError):
+    """``params.yaml`` is missing a key, has an unknown one, or a value of the wrong type or
+    outside its choices (a name no registry holds)."""

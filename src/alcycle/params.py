@@ -19,21 +19,14 @@ from typing import Any, Callable
 
 import yaml
 
-from alcycle.errors import AlcycleError
+from alcycle.backbones import BACKBONES
+from alcycle.errors import ParamsError
+from alcycle.methods import PRETRAIN, PRETRAIN_VIT, SEMI_SUPERVISED
 from alcycle.registry import Registry
 
 
-class ParamsError(AlcycleError, ValueError):
-    """``params.yaml`` is missing a key, has an unknown one, or a value of the wrong type."""
-
-
 UNREADABLE_RULES = ("refuse", "skip")
-PRETRAIN_METHODS = ("none", "deepcluster", "weights")
 INITS = ("scratch", "pretrained")
-SEMI_SUPERVISED = ("none", "label_propagation", "ceal")
-# models.BACKBONES builds these (a test keeps the two in step); named here so that reading
-# params.yaml checks them without importing torch.
-BACKBONES = ("resnet18", "small_cnn")
 CONFLICT_RULES = ("refuse", "relabel")
 ANNOTATOR_RULES = ("majority", "latest", "refuse")
 # Label Studio serves a file under its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT at this URL + its relative path.
@@ -108,7 +101,7 @@ class PretrainParams:
     lr: float
 
     def problems(self) -> list[str]:
-        found = _choice("pretrain.method", self.method, PRETRAIN_METHODS)
+        found = _choice("pretrain.method", self.method, PRETRAIN)
         if self.method == "weights" and not self.weights:
             found.append("'pretrain.weights' is empty; method 'weights' needs a local weights file")
         return found + _at_least_one(pretrain__epochs=self.epochs, pretrain__batch_size=self.batch_size,
@@ -131,7 +124,7 @@ class PretrainVitParams:
     lr: float
 
     def problems(self) -> list[str]:
-        found = _choice("pretrain_vit.method", self.method, PRETRAIN_METHODS)
+        found = _choice("pretrain_vit.method", self.method, PRETRAIN_VIT)
         if self.method == "weights" and not self.weights:
             found.append("'pretrain_vit.weights' is empty; method 'weights' needs a local weights file")
         if self.heads < 1 or self.hidden_dim % self.heads:

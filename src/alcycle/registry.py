@@ -8,16 +8,11 @@ very registry that implements the choices, at load time and in a fraction of a s
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from alcycle.errors import AlcycleError
-
-
-class UnknownChoiceError(AlcycleError, ValueError):
-    """A name that the registry does not hold."""
-
+from alcycle.errors import ParamsError
 
 @dataclass(frozen=True)
 class Registry:
@@ -25,11 +20,17 @@ class Registry:
 
     kind: str  # what one entry is, for messages: "backbone", "source"
     targets: Mapping[str, str | None]
-    error: type[Exception] = UnknownChoiceError  # what ``load`` raises for an unknown name
+    error: type[Exception] = ParamsError  # what ``load`` raises for an unknown name
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self.targets)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.targets)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.targets
 
     def problem(self, key: str, value: str) -> str | None:
         """The message for ``params.yaml``'s ``key`` set to ``value``, or None when it is valid."""

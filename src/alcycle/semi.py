@@ -9,14 +9,15 @@ live only inside one training run: they never enter the labeled pool file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from alcycle.models import Classifier, predict
-from alcycle.params import CealParams, LabelPropagationParams
+from alcycle.classifier import Classifier
+from alcycle.inference import predict
+from alcycle.params import CealParams, LabelPropagationParams, TrainParams
 from alcycle.propagation import propagate
 from alcycle.strategies.uncertainty import entropy_scores
 
@@ -66,9 +67,32 @@ def ceal_labeller(delta: float) -> PseudoLabeller:
     return label
 
 
-class RefreshPseudoLabels(pl.Callback):
-    """Recompute the pool's pseudo-labels every ``every`` steps with the model being trained.
+@dataclass(frozen=True)
+class Schedule:
+    """A semi-supervised method for one training run: its labeller, refreshed every ``every`` steps."""
 
+    labeller: PseudoLabeller
+    every: int
+
+
+def label_propagation(train: TrainParams, num_classes: int, cycle: int) -> Schedule:
+    """``train.semi_supervised: label_propagation`` (``methods.SEMI_SUPERVISED``)."""
+    return Schedule(propagation_labeller(train.label_propagation, num_classes), train.label_propagation.every)
+
+
+def ceal(train: TrainParams, num_classes: int, cycle: int) -> Schedule:
+    """``train.semi_supervised: ceal``: the threshold shrinks with the cycle (``methods.SEMI_SUPERVISED``)."""
+    return Schedule(ceal_labeller(ceal_threshold(train.ceal, cycle)), train.ceal.every)
+
+
+class RefreshPseudoLabels(pl.Callback):
+    """Recompute the pool's pseudo-labels every ``every`` steps with the model being trained,
+    and give each step's pool batch its current ones.
+
+    The pool loader yields (pixels, pool rows); before each step this callback turns that
+    batch into (pixels, pseudo-targets, weights), or drops it while the pool has no
+    pseudo-labels yet, so the model reads them from its batch alone. It is done here, not
+    in the dataset, because the loader fetches a batch ahead, before the step's refresh.
     ``from_start`` also labels before the first step: worth it when the model starts from
     pretrained features, not from random ones.
     """
@@ -79,10 +103,16 @@ class RefreshPseudoLabels(pl.Callback):
         self.every, self.from_start, self.batch_size = every, from_start, batch_size
         self.latest: PseudoLabels | None = None
 
-    def on_train_batch_start(self, trainer: pl.Trainer, model: Classifier, batch, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: pl.Trainer, model: Classifier, batch: Any, batch_idx: int) -> None:
         step = trainer.global_step
-        if step % self.every or (step == 0 and not self.from_start):
-            return
-        probs, embeddings = predict(model, self.pool_pixels, self.batch_size)
-        self.latest = self.labeller(probs, embeddings, self.labels)
-        model.pseudo = (torch.from_numpy(self.latest.targets), torch.from_numpy(self.latest.weights))
+        if step % self.every == 0 and (step > 0 or self.from_start):
+            probs, embeddings = predict(model, self.pool_pixels, self.batch_size)
+            self.latest = self.labeller(probs, embeddings, self.labels)
+        self.label_pool_batch(batch)
+
+    def label_pool_batch(self, batch: dict[str, Any]) -> None:
+        """``batch["pool"]``: (pixels (B, C, H, W), rows (B,)) -> (pixels, targets (B,), weights (B,))."""
+        pixels, rows = batch.pop("pool")
+        if self.latest is not None:
+            batch["pool"] = (pixels, torch.from_numpy(self.latest.targets)[rows],
+                             torch.from_numpy(self.latest.weights)[rows])

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import VisionTransformer
 
+from alcycle.checkpoints import atomic_torch_save, weights_file
 from alcycle.errors import MissingInputError
-from alcycle.models import atomic_torch_save
-from alcycle.params import ParamsError, PretrainVitParams
+from alcycle.params import Params, ParamsError, PretrainVitParams
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -177,3 +177,14 @@ def load_weights(vit: Vit, state: dict[str, torch.Tensor], source: str) -> None:
 def _describe(config: VitConfig) -> str:
     return (f"image_size {config.image_size}, patch_size {config.patch_size}, hidden_dim {config.hidden_dim}, "
             f"layers {config.layers}, mlp_dim {config.mlp_dim}")
+
+
+def vit_from_weights(root: Path, pixels: np.ndarray, params: Params) -> Vit:
+    """``pretrain_vit.method: weights`` (``methods.PRETRAIN_VIT``): a ``Vit`` of ``pretrain_vit``'s
+    sizes holding every tensor of the torchvision state dict ``pretrain_vit.weights``."""
+    path = weights_file(root, params.pretrain_vit.weights, "pretrain_vit.weights")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    vit = build_vit(params.pretrain_vit, image_size=pixels.shape[-1], in_channels=pixels.shape[1])
+    load_weights(vit, state, str(path))
+    return vit

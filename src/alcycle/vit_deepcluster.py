@@ -9,6 +9,7 @@ scaled and shifted; AdamW with a warm-up, seeded throughout.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alcycle.deepcluster import Rounds, cluster_count, fit_clusters, seeded
+from alcycle import rng
+from alcycle.deepcluster import Rounds, cluster_count, fit_clusters
 from alcycle.params import Params
 from alcycle.vit import Vit, build_vit
 
@@ -40,7 +42,7 @@ class VitDeepCluster(pl.LightningModule):
         self.vit = vit
         self.head = nn.Linear(vit.hidden_dim, clusters)
         self.lr, self.total_steps = lr, total_steps
-        self._generator = torch.Generator().manual_seed(seed)
+        self._generator = rng.augmentation_generator(seed)
         self._optimization: dict[str, Any] | None = None
 
     def training_step(self, batch: dict[str, list[torch.Tensor]], batch_idx: int) -> torch.Tensor:
@@ -65,7 +67,7 @@ class VitDeepCluster(pl.LightningModule):
     def reset_head(self, seed: int) -> None:
         """New random head weights, and no optimiser memory of the old ones: cluster ids are
         permuted from one epoch to the next, so the old head means nothing now."""
-        with seeded(seed):
+        with rng.seeded(seed):
             self.head.reset_parameters()
         if self._optimization is not None:
             for parameter in self.head.parameters():
@@ -116,10 +118,15 @@ def pretrain_vit(pixels: np.ndarray, params: Params) -> Vit:
     k = cluster_count(vp.clusters, len(params.classes), len(pixels), "pretrain_vit.clusters")
     rounds = Rounds(vp.epochs, k, vp.batch_size, 0, KMEANS_ITERATIONS, params.seed)
     steps = -(-len(pixels) // vp.batch_size)
-    with seeded(params.seed):
+    with rng.seeded(params.seed):
         vit = build_vit(vp, image_size=pixels.shape[-1], in_channels=pixels.shape[1])
         model = VitDeepCluster(vit, k, vp.lr, steps * vp.epochs, params.seed)
     images = torch.from_numpy(np.array(pixels))
     fit_clusters(model, images, rounds, lambda x: cls_features(vit, x, 4 * vp.batch_size), model.reset_head,
                  "pretrain-vit")
     return vit.eval()
+
+
+def deepcluster_vit(root: Path, pixels: np.ndarray, params: Params) -> Vit:
+    """``pretrain_vit.method: deepcluster`` (``methods.PRETRAIN_VIT``); ``root`` is not needed."""
+    return pretrain_vit(pixels, params)

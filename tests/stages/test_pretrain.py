@@ -10,8 +10,10 @@ import torch
 
 import alcycle.deepcluster as deepcluster
 import alcycle.stages.pretrain as pretrain
+from alcycle.backbones import build_backbone
+from alcycle.backbones.resnet import resnet18_small
+from alcycle.checkpoints import backbone_from_weights, load_backbone_weights
 from alcycle.layout import Layout
-from alcycle.models import build_backbone, load_backbone_weights, resnet18_small
 from alcycle.stages.train import initial_model
 from conftest import toy_digits
 
@@ -83,8 +85,9 @@ def test_torchvision_weights_file_loads_all_but_the_adapted_stem(tmp_path, param
     torch.manual_seed(1)
     reference = torchvision.models.resnet18(weights=None)  # stands in for an ImageNet checkpoint
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
-    p = dataclasses.replace(params, train=dataclasses.replace(params.train, backbone="resnet18"))
-    backbone = pretrain.from_file(tmp_path / "resnet18.pth", p, in_channels=3)
+    p = dataclasses.replace(params, train=dataclasses.replace(params.train, backbone="resnet18"),
+                            pretrain=dataclasses.replace(params.pretrain, method="weights", weights="resnet18.pth"))
+    backbone = backbone_from_weights(tmp_path, np.zeros((1, 3, 8, 8), np.uint8), p)
     assert torch.equal(backbone.state_dict()["layer4.1.conv2.weight"], reference.state_dict()["layer4.1.conv2.weight"])
     skipped = load_backbone_weights(resnet18_small(3), reference.state_dict())
     assert sorted(skipped) == ["conv1.weight", "fc.bias", "fc.weight"]

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from alcycle.models import BACKBONES, build_backbone, load_model, random_shift, save_model
-from alcycle.models import predict, predict_all
+from alcycle.augment import random_shift
+from alcycle.backbones import BACKBONES, build_backbone
+from alcycle.checkpoints import load_model, save_model
+from alcycle.inference import predict, predict_all
 from alcycle.stages.train import build_classifier, fit
 from conftest import toy_digits
 

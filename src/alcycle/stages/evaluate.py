@@ -105,7 +105,7 @@ def run(layout: Layout, params: Params, log_to_mlflow: bool = True) -> dict[str,
 def _load_model(path: Path) -> Any:
     # Imported here: torch is needed only when a new run logs the model, never for a cycle
     # that is already logged (a forced re-run, a replay from DVC's run cache).
-    from alcycle.models import load_model
+    from alcycle.checkpoints import load_model
 
     return load_model(path)[0]
 

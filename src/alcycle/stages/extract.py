@@ -13,7 +13,8 @@ import numpy as np
 from alcycle.fileio import atomic_save_npy
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
-from alcycle.models import load_model, predict_all
+from alcycle.checkpoints import load_model
+from alcycle.inference import predict_all
 from alcycle.params import Params
 
 _L = Layout()
@@ -22,7 +23,7 @@ STAGE = Stage(
     deps=(_L.model, _L.pixels),
     params=("seed", "extract"),
     outs=(cached(_L.extracted),),
-    code=("models.py", "loss_prediction.py"),
+    code=("checkpoints.py", "backbones", "classifier.py", "loss_prediction.py", "inference.py", "rng.py"),
 )
 
 

@@ -11,16 +11,13 @@ The stage reads only the pixels, so new labels never make it run again.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
-from alcycle.deepcluster import pretrain_backbone, weights_file
+from alcycle.checkpoints import atomic_torch_save
+from alcycle.methods import PRETRAIN
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
-from alcycle.models import atomic_torch_save, build_backbone, load_backbone_weights
 from alcycle.params import Params
 
 _L = Layout()
@@ -30,20 +27,9 @@ STAGE = Stage(
     deps=(_L.pixels,),
     params=("seed", "classes", "pretrain", "train.backbone", "train.momentum", "train.weight_decay"),
     outs=(cached(_L.pretrained),),
-    code=("deepcluster.py", "models.py", "faiss_ops.py"),
+    code=("deepcluster.py", "backbones", "classifier.py", "augment.py", "loss_prediction.py", "inference.py",
+          "training.py", "checkpoints.py", "rng.py", "faiss_ops.py"),
 )
-
-
-def from_file(path: Path, params: Params, in_channels: int) -> nn.Module:
-    """A ``train.backbone`` holding the matching tensors of a local weights file."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
-    backbone = build_backbone(params.train.backbone, in_channels)
-    skipped = load_backbone_weights(backbone, state)
-    if skipped:
-        print(f"pretrain: {path}: {len(skipped)} tensor(s) did not fit the backbone and were skipped: "
-              f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
-    return backbone
 
 
 def run(layout: Layout, params: Params) -> dict:
@@ -51,13 +37,9 @@ def run(layout: Layout, params: Params) -> dict:
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     method = params.pretrain.method
     saved: dict = {"method": method, "backbone": params.train.backbone}
-    if method != "none":
-        pixels = np.load(layout.pixels, mmap_mode="r")
-        if method == "deepcluster":
-            backbone = pretrain_backbone(pixels, params)
-        else:
-            path = weights_file(layout.root, params.pretrain.weights, "pretrain.weights")
-            backbone = from_file(path, params, pixels.shape[1])
+    learn = PRETRAIN.load(method)
+    if learn is not None:
+        backbone = learn(layout.root, np.load(layout.pixels, mmap_mode="r"), params)
         saved["state_dict"] = backbone.state_dict()
     atomic_torch_save(layout.pretrained, saved)
     return saved

@@ -15,18 +15,15 @@ The stage reads only the pixels, so new labels never make it run again.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
-import torch
 
-from alcycle.deepcluster import weights_file
+from alcycle.checkpoints import atomic_torch_save
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
-from alcycle.models import atomic_torch_save
-from alcycle.params import Params, ParamsError, PretrainVitParams
-from alcycle.vit import Vit, build_vit, load_weights, save_vit
-from alcycle.vit_deepcluster import pretrain_vit
+from alcycle.params import Params
+from alcycle.methods import PRETRAIN_VIT
+from alcycle.vit import save_vit
 
 _L = Layout()
 STAGE = Stage(
@@ -34,17 +31,8 @@ STAGE = Stage(
     deps=(_L.pixels,),
     params=("seed", "classes", "pretrain_vit"),
     outs=(cached(_L.vit),),
-    code=("vit_deepcluster.py", "deepcluster.py", "vit.py", "models.py", "faiss_ops.py"),
+    code=("vit_deepcluster.py", "deepcluster.py", "vit.py", "training.py", "checkpoints.py", "rng.py", "faiss_ops.py"),
 )
-
-
-def from_file(path: Path, vit_params: PretrainVitParams, image_size: int, in_channels: int) -> Vit:
-    """A ``Vit`` of ``pretrain_vit``'s sizes holding a torchvision state dict's tensors, all of them."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
-    vit = build_vit(vit_params, image_size=image_size, in_channels=in_channels)
-    load_weights(vit, state, str(path))
-    return vit
 
 
 def run(layout: Layout, params: Params) -> dict:
@@ -56,11 +44,5 @@ def run(layout: Layout, params: Params) -> dict:
         atomic_torch_save(layout.vit, saved)
         return saved
     pixels = np.load(layout.pixels, mmap_mode="r")
-    if method == "deepcluster":
-        vit = pretrain_vit(pixels, params)
-    elif method == "weights":
-        path = weights_file(layout.root, params.pretrain_vit.weights, "pretrain_vit.weights")
-        vit = from_file(path, params.pretrain_vit, image_size=pixels.shape[-1], in_channels=pixels.shape[1])
-    else:
-        raise ParamsError(f"pretrain_vit.method is {method!r}; choose one of: none, deepcluster, weights")
+    vit = PRETRAIN_VIT.load(method)(layout.root, pixels, params)
     return save_vit(layout.vit, vit, method)

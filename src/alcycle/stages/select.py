@@ -37,7 +37,7 @@ STAGE = Stage(
     # The batch and its labeling-tool files are committed with the cycle, so none is cached.
     outs=tuple(committed(path) for path in (_L.queries, _L.queries_labelstudio, _L.queries_cvat,
                                             _L.labelstudio_config)),
-    code=("strategies", "vit.py", "faiss_ops.py", "models.py", "labeling_tools.py",
+    code=("strategies", "vit.py", "faiss_ops.py", "training.py", "labeling_tools.py",
           "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
 )
 

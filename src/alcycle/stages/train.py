@@ -11,23 +11,21 @@ import logging
 
 import numpy as np
 import pandas as pd
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
+from alcycle import rng
+from alcycle.backbones import build_backbone
+from alcycle.checkpoints import load_backbone_weights, save_model
+from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
 from alcycle.fileio import atomic_write_csv
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
-from alcycle.models import Classifier, lightning_fit, load_backbone_weights, save_model
 from alcycle.params import Params, ParamsError
 from alcycle.pool import class_index, cycle_number, read_labeled, read_manifest, rows_of, split_rows
-from alcycle.semi import (
-    PseudoLabeller,
-    RefreshPseudoLabels,
-    ceal_labeller,
-    ceal_threshold,
-    propagation_labeller,
-)
+from alcycle.training import lightning_fit
+from alcycle.methods import SEMI_SUPERVISED
+from alcycle.semi import RefreshPseudoLabels, Schedule
 
 _L = Layout()
 STAGE = Stage(
@@ -38,36 +36,31 @@ STAGE = Stage(
     # says whether to fit the module learning_loss reads; params.py checks it against the strategy).
     params=("seed", "classes", "train"),
     outs=(cached(_L.model), cached(_L.pseudo_labels)),
-    code=("models.py", "loss_prediction.py", "semi.py", "propagation.py", "faiss_ops.py"),
+    code=("backbones", "classifier.py", "augment.py", "loss_prediction.py", "training.py", "inference.py",
+          "checkpoints.py", "rng.py", "semi.py", "propagation.py", "faiss_ops.py"),
 )
 
 
 def build_classifier(params: Params, in_channels: int) -> Classifier:
     """The classifier ``params.train`` describes (with a loss prediction module when ``loss_prediction.fit``)."""
     tp = params.train
-    return Classifier(
-        backbone=tp.backbone,
-        in_channels=in_channels,
+    settings = ClassifierSettings(
         num_classes=len(params.classes),
-        lr=tp.lr,
-        momentum=tp.momentum,
-        weight_decay=tp.weight_decay,
-        steps=tp.steps,
-        augment=tp.augment,
+        optimisation=Optimisation(tp.lr, tp.momentum, tp.weight_decay, tp.steps),
         seed=params.seed,
+        augment=tp.augment,
         freeze_backbone=tp.freeze_backbone,
         dropout=tp.dropout,
-        loss_prediction=tp.loss_prediction.fit,
-        loss_weight=tp.loss_prediction.weight,
-        loss_margin=tp.loss_prediction.margin,
-        loss_detach_after=tp.loss_prediction.detach_after,
+        loss_prediction=tp.loss_prediction if tp.loss_prediction.fit else None,
     )
+    # Weight initialisation draws from torch's global generator: backbone first, then the head.
+    return Classifier(build_backbone(tp.backbone, in_channels), settings)
 
 
 def _loader(data: TensorDataset, params: Params, stream: int) -> DataLoader:
     """Draws with replacement, so the step count does not depend on how many items there are."""
     tp = params.train
-    generator = torch.Generator().manual_seed(params.seed * 1000 + stream)
+    generator = rng.loader_generator(params.seed, stream)
     sampler = RandomSampler(data, replacement=True, num_samples=tp.steps * tp.batch_size, generator=generator)
     return DataLoader(data, batch_size=tp.batch_size, sampler=sampler, num_workers=0)
 
@@ -81,34 +74,32 @@ def fit(
 ) -> Classifier:
     """Train ``model`` for ``train.steps`` steps on uint8 ``pixels`` (n, C, H, W) and ``targets`` (n,).
 
-    With ``refresh``, every step also takes a batch of the pool under its current pseudo-labels.
+    With ``refresh``, every step also takes a batch of the pool (pixels, rows), which
+    ``refresh`` gives its current pseudo-labels. Training-time dropout and the loaders'
+    base seeds draw from torch's global generator: ``run`` seeds it (``rng.seeded``).
     """
     loaders = {"labeled": _loader(TensorDataset(torch.from_numpy(np.array(pixels)), torch.from_numpy(targets)),
-                                  params, stream=0)}
+                                  params, stream=rng.LABELED_LOADER)}
     callbacks = []
     if refresh is not None:
         pool = torch.from_numpy(np.array(refresh.pool_pixels))
-        loaders["pool"] = _loader(TensorDataset(pool, torch.arange(len(pool))), params, stream=1)
+        loaders["pool"] = _loader(TensorDataset(pool, torch.arange(len(pool))), params, stream=rng.POOL_LOADER)
         callbacks.append(refresh)
     lightning_fit(model, loaders, max_steps=params.train.steps, callbacks=callbacks)
-    model.pseudo = None
     return model.eval()
 
 
-def pseudo_labeller(params: Params, cycle: int) -> PseudoLabeller | None:
-    mode = params.train.semi_supervised
-    if mode == "label_propagation":
-        return propagation_labeller(params.train.label_propagation, len(params.classes))
-    if mode == "ceal":
-        return ceal_labeller(ceal_threshold(params.train.ceal, cycle))
-    return None
+def pseudo_labeller(params: Params, cycle: int) -> Schedule | None:
+    """The ``train.semi_supervised`` method for this cycle (None for ``none``)."""
+    build = SEMI_SUPERVISED.load(params.train.semi_supervised)
+    return build(params.train, len(params.classes), cycle) if build else None
 
 
 def initial_model(layout: Layout, params: Params, in_channels: int) -> Classifier:
-    """A fresh classifier; its backbone comes from the pretrain stage when ``train.init`` says so."""
-    # Weight initialisation draws from torch's global generator; seeding it here (the
-    # stage entry point) makes each cycle's fresh initialisation reproducible.
-    pl.seed_everything(params.seed, verbose=False)
+    """A fresh classifier; its backbone comes from the pretrain stage when ``train.init`` says so.
+
+    Its weights draw from torch's global generator: ``run`` calls this under ``rng.seeded``.
+    """
     model = build_classifier(params, in_channels)
     if params.train.init == "pretrained":
         saved = torch.load(layout.pretrained, map_location="cpu", weights_only=True)
@@ -125,28 +116,29 @@ def run(layout: Layout, params: Params) -> Classifier:
     manifest = read_manifest(layout.manifest)
     labeled = read_labeled(layout.labeled)
     pixels = np.load(layout.pixels, mmap_mode="r")
-    model = initial_model(layout, params, in_channels=pixels.shape[1])
-    labeller = pseudo_labeller(params, cycle_number(layout.annotations))
+    schedule = pseudo_labeller(params, cycle_number(layout.annotations))
     pool_rows = split_rows(manifest, "pool")
     refresh = None
-    if len(labeled):
-        rows = rows_of(manifest, labeled["id"])
-        targets = class_index(params.classes, labeled["label"])
-        if labeller is not None:
-            refresh = _refresh(labeller, pixels, manifest, pool_rows, rows, targets, params)
-        fit(model, pixels[rows], targets, params, refresh)
+    # One seeded stream of global draws for the whole run, weight initialisation then
+    # training-time dropout, so each cycle's fresh model is reproducible (rng.py).
+    with rng.seeded(params.seed):
+        model = initial_model(layout, params, in_channels=pixels.shape[1])
+        if len(labeled):
+            rows = rows_of(manifest, labeled["id"])
+            targets = class_index(params.classes, labeled["label"])
+            if schedule is not None:
+                refresh = _refresh(schedule, pixels, manifest, pool_rows, rows, targets, params)
+            fit(model, pixels[rows], targets, params, refresh)
     save_model(layout.model, model, labeled["id"].tolist(), params.classes)
     _write_pseudo_labels(layout, manifest, pool_rows, refresh, params.classes)
     return model
 
 
-def _refresh(labeller, pixels, manifest, pool_rows, labeled_rows, targets, params) -> RefreshPseudoLabels:
+def _refresh(schedule, pixels, manifest, pool_rows, labeled_rows, targets, params) -> RefreshPseudoLabels:
     labels = np.full(len(pool_rows), -1, dtype=np.int64)
     position = {row: i for i, row in enumerate(pool_rows)}
     labels[[position[r] for r in labeled_rows]] = targets
-    every = (params.train.label_propagation.every if params.train.semi_supervised == "label_propagation"
-             else params.train.ceal.every)
-    return RefreshPseudoLabels(labeller, pixels[pool_rows], labels, every,
+    return RefreshPseudoLabels(schedule.labeller, pixels[pool_rows], labels, schedule.every,
                                from_start=params.train.init == "pretrained")
 
 

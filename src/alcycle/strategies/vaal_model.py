@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from alcycle.models import lightning_fit
+from alcycle.training import lightning_fit
 
 MIN_SIDE = 4  # stop halving once the longer side is this small
 BASE_CHANNELS = 16
