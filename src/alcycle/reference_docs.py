@@ -43,7 +43,10 @@ _STRATEGIES_INTRO = """\
 `python -m alcycle.reference_docs strategies > docs/strategies.md`. Set one with
 `select.strategy` (and `select.cold_start` for cycle 0). A strategy's entry lists what it
 reads; the stages produce that input only when the chosen strategy (or cold start) needs
-it, so switching strategy in `params.yaml` is all it takes. Each row gives what the
+it. Where that takes a training setting (`train.dropout` for BALD's MC-dropout samples,
+`train.loss_prediction.fit` for learning_loss, `pretrain_vit.method` for GEAL), loading
+`params.yaml` names it; a switch between strategies that need nothing new from the model
+re-runs only `select`. Each row gives what the
 strategy needs; what it picks, with its paper; and what it costs, for N items in the pool,
 C classes, D embedding dimensions, b the budget, T MC-dropout passes and K knowledge
 clusters per image.

@@ -36,8 +36,9 @@ STRATEGIES: dict[str, Registered] = {
                        "patch features, k-means per image into K knowledge clusters, cosine k-center over all "
                        "N·K clusters (Xie et al., seed 001); also a cold start; O(N·K·D) per pick", settings="geal"),
     "learning_loss": Registered(_IN + "learning_loss:learning_loss", frozenset({"predicted_loss"}),
-                                "a loss prediction module, which train fits beside the classifier when this "
-                                "strategy is chosen; highest predicted loss (Yoo & Kweon 2019), O(N log N)"),
+                                "a loss prediction module, which train fits beside the classifier with "
+                                "train.loss_prediction.fit: true; highest predicted loss (Yoo & Kweon 2019), "
+                                "O(N log N)"),
     "least_confidence": Registered(_IN + "uncertainty:least_confidence", _PROBS,
                                    "probs; lowest top-class probability, O(N·C)"),
     "margin": Registered(_IN + "uncertainty:margin", _PROBS,
