@@ -28,6 +28,40 @@ def test_knn_drops_the_row_itself_even_among_duplicates():
     assert all(ids[i, 0] != i for i in range(3))
 
 
+def _clustered(n: int, seed: int) -> np.ndarray:
+    """Unit rows around 20 random centres in 16 dimensions (float32)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, 16))
+    x = centres[rng.integers(0, 20, n)] + rng.normal(0, 0.4, size=(n, 16))
+    return faiss_ops.l2_normalise(x)
+
+
+def test_ivf_knn_searching_every_cell_is_the_exact_knn(monkeypatch):
+    monkeypatch.setattr(faiss_ops, "KNN_QUERY_BLOCK", 64)  # several query blocks, a ragged last one
+    x = _clustered(300, seed=1)
+    exact_sims, exact_ids = faiss_ops.knn_inner_product(x, 5)
+    sims, ids = faiss_ops.knn_inner_product_ivf(x, 5, nlist=8, nprobe=8, seed=0)
+    np.testing.assert_allclose(sims, exact_sims, rtol=1e-5, atol=1e-6)
+    assert (ids == exact_ids).mean() > 0.99  # the same lists, up to the order of exact ties
+    assert not (ids == np.arange(300)[:, None]).any()
+
+
+def test_ivf_knn_finds_most_true_neighbours_when_probing_few_cells():
+    x = _clustered(2000, seed=2)
+    _, exact = faiss_ops.knn_inner_product(x, 10)
+    _, approximate = faiss_ops.knn_inner_product_ivf(x, 10, nlist=40, nprobe=4, seed=0)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approximate, exact)])
+    assert 0.8 < recall < 1.0  # approximate, yet most neighbours are the true ones
+    again = faiss_ops.knn_inner_product_ivf(x, 10, nlist=40, nprobe=4, seed=0)[1]
+    np.testing.assert_array_equal(again, approximate)  # the seed fixes the cells
+
+
+def test_ivf_knn_refuses_impossible_settings():
+    x = _clustered(30, seed=3)
+    with pytest.raises(ValueError, match="nprobe"):
+        faiss_ops.knn_inner_product_ivf(x, 5, nlist=4, nprobe=5, seed=0)
+
+
 def test_kmeans_finds_separated_clusters():
     rng = np.random.default_rng(0)
     centres = np.array([[0, 0], [10, 0], [0, 10]], dtype=np.float32)

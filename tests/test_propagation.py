@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse
 import scipy.sparse.linalg
 
-from alcycle.propagation import affinity, block_cg, propagate
+from alcycle.propagation import Search, affinity, block_cg, propagate
 
 ALPHA = 0.99
 
@@ -186,3 +186,22 @@ def test_bad_inputs_are_refused(kwargs, message):
     arguments = {"features": TWO_CLUSTERS, "labels": ONE_LABEL_EACH, "num_classes": 2, "k": 5, **kwargs}
     with pytest.raises(ValueError, match=message):
         propagate(**arguments)
+
+
+def test_approximate_search_that_finds_too_few_neighbours_leaves_no_dangling_edge():
+    """ivf with one probed cell of tiny clusters returns -1 for missing neighbours: they become
+    no edge at all, and the graph stays symmetric with a zero diagonal."""
+    rng = np.random.default_rng(4)
+    features = np.concatenate([rng.normal(c, 0.01, size=(6, 3)) for c in np.eye(3) * 5])
+    exact = affinity(features, k=8, gamma=3.0, reciprocal=False).toarray()
+    approx = affinity(features, k=8, gamma=3.0, reciprocal=False, search=Search("ivf", nlist=3, nprobe=1)).toarray()
+    np.testing.assert_allclose(approx, approx.T)
+    assert np.all(np.diag(approx) == 0)
+    assert (approx > 0).sum() < (exact > 0).sum()  # fewer edges: neighbours beyond the one cell are missing
+    assert ((approx > 0) <= (exact > 0)).all()  # and none that the exact graph lacks
+
+
+def test_ivf_propagation_agrees_with_exact_on_separated_clusters():
+    result_exact = propagate(TWO_CLUSTERS, ONE_LABEL_EACH, 2, k=5, iterations=200)
+    result_ivf = propagate(TWO_CLUSTERS, ONE_LABEL_EACH, 2, k=5, iterations=200, search=Search("ivf", nlist=2, nprobe=2))
+    np.testing.assert_array_equal(result_ivf.pseudo_labels, result_exact.pseudo_labels)

@@ -10,6 +10,7 @@ import torch
 
 import alcycle.semi as semi
 from alcycle.inference import predict
+from alcycle.propagation import Search
 from alcycle.params import CealParams, LabelPropagationParams
 from alcycle.stages.train import build_classifier, fit
 from conftest import toy_digits
@@ -38,10 +39,12 @@ def test_propagation_labeller_passes_every_parameter(monkeypatch):
         return real(features, labels, num_classes, k=2, gamma=3.0, alpha=0.99)
 
     monkeypatch.setattr(semi, "propagate", fake_propagate)
-    params = LabelPropagationParams(k=7, gamma=2.5, alpha=0.9, reciprocal=True, iterations=13, every=5)
+    params = LabelPropagationParams(k=7, gamma=2.5, alpha=0.9, reciprocal=True, iterations=13, every=5,
+                                    search="ivf", nlist=3, nprobe=2)
     embeddings = np.array([[0, 1], [0, 1.1], [1, 0], [1.1, 0]], dtype=np.float32)
     pseudo = semi.propagation_labeller(params, 2)(None, embeddings, np.array([0, -1, 1, -1]))
-    assert seen == {"k": 7, "gamma": 2.5, "alpha": 0.9, "reciprocal": True, "iterations": 13, "num_classes": 2}
+    assert seen == {"k": 7, "gamma": 2.5, "alpha": 0.9, "reciprocal": True, "iterations": 13, "num_classes": 2,
+                    "search": Search("ivf", 3, 2)}
     assert pseudo.targets.tolist() == [0, 0, 1, 1]
     assert pseudo.weights[[0, 2]].tolist() == [0.0, 0.0]  # labeled rows train in the labeled stream
     assert (pseudo.weights[[1, 3]] > 0).all()

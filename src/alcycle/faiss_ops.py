@@ -1,4 +1,4 @@
-"""faiss behind one small module: exact kNN and k-means on float32 rows.
+"""faiss behind one small module: exact and approximate kNN, k-means, PCA on float32 rows.
 
 Inputs are coerced at the boundary (contiguous float32, 2-D), as faiss's own
 ``contrib`` wrappers do.
@@ -56,11 +56,48 @@ def knn_inner_product(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             heaps.addn(block.shape[1], faiss.swig_ptr(block), j, i, len(block))
     heaps.reorder()  # best first
     # Drop each row's own entry; with exact duplicates it may not come first.
-    own = ids == np.arange(len(x))[:, None]
-    missing_self = ~own.any(axis=1)
-    own[missing_self, -1] = True  # then drop the weakest neighbour instead
+    return _without_self(sims, ids, 0)
+
+
+def knn_inner_product_ivf(x: np.ndarray, k: int, nlist: int, nprobe: int, seed: int
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate k nearest neighbours by inner product, the row itself excluded.
+
+    An inverted file (``IndexIVFFlat``): k-means splits the rows into ``nlist`` cells
+    (trained on at most 256 rows per cell, drawn with ``seed``), and each row searches
+    the ``nprobe`` cells nearest to it, so a search costs about nprobe/nlist of the exact
+    one; ``nprobe == nlist`` is exact. Returns similarities (N, k) float32 and indices
+    (N, k) int64, best first; a row that found fewer than k others gets index -1 and
+    similarity -inf in the missing places. Memory: the index holds a copy of x (N·D
+    float32), plus one block of results.
+    """
+    x = as_rows(x)
+    n, d = x.shape
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, {n - 1}], got {k}")
+    if not 1 <= nprobe <= nlist <= n:
+        raise ValueError(f"need 1 <= nprobe ({nprobe}) <= nlist ({nlist}) <= rows ({n})")
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed  # the training sample and the k-means initialisation
+    index.cp.min_points_per_centroid = 1  # small pools have few rows per cell: not worth a warning
+    index.train(x)
+    index.add(x)
+    index.nprobe = nprobe
+    sims = np.empty((n, k), dtype=np.float32)
+    ids = np.empty((n, k), dtype=np.int64)
+    for i in range(0, n, KNN_QUERY_BLOCK):
+        block_sims, block_ids = index.search(x[i : i + KNN_QUERY_BLOCK], k + 1)
+        sims[i : i + len(block_ids)], ids[i : i + len(block_ids)] = _without_self(block_sims, block_ids, i)
+    return sims, ids
+
+
+def _without_self(sims: np.ndarray, ids: np.ndarray, first_row: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k + 1 results less the row itself (or, when absent, its weakest result)."""
+    own = ids == np.arange(first_row, first_row + len(ids))[:, None]
+    own[~own.any(axis=1), -1] = True
     keep = ~own
-    return sims[keep].reshape(len(x), k), ids[keep].reshape(len(x), k)
+    k = ids.shape[1] - 1
+    return sims[keep].reshape(len(ids), k), ids[keep].reshape(len(ids), k)
 
 
 def kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,7 @@ from alcycle.registry import Registry
 UNREADABLE_RULES = ("refuse", "skip")
 INITS = ("scratch", "pretrained")
 CONFLICT_RULES = ("refuse", "relabel")
+KNN_SEARCHES = ("exact", "ivf")  # propagation.Search
 ANNOTATOR_RULES = ("majority", "latest", "refuse")
 # Label Studio serves a file under its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT at this URL + its relative path.
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -143,10 +144,17 @@ class LabelPropagationParams:
     reciprocal: bool  # keep only mutual kNN edges (else W + W^T)
     iterations: int  # conjugate-gradient iterations
     every: int  # re-propagate every this many training steps
+    search: str = "exact"  # exact | ivf: how the kNN graph finds neighbours (ivf: approximate, for big pools)
+    nlist: int = 0  # ivf: inverted-file cells; 0 = 4·√N
+    nprobe: int = 16  # ivf: cells each item searches (nprobe = nlist is exact)
 
     def problems(self) -> list[str]:
         found = [] if 0.0 < self.alpha < 1.0 else ["'train.label_propagation.alpha' must be in (0, 1)"]
-        return found + _at_least_one(train__label_propagation__k=self.k,
+        found += _choice("train.label_propagation.search", self.search, KNN_SEARCHES)
+        if self.nlist < 0:
+            found.append(f"'train.label_propagation.nlist' is {self.nlist}; use 0 (4·√N) or a cell count")
+        return found + _at_least_one(train__label_propagation__nprobe=self.nprobe,
+                                     train__label_propagation__k=self.k,
                                      train__label_propagation__iterations=self.iterations,
                                      train__label_propagation__every=self.every)
 
@@ -332,6 +340,9 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "prepare.on_unreadable": lambda raw: "refuse",
     "select.image_url_prefix": lambda raw: LOCAL_FILES_PREFIX,
     "train.loss_prediction.fit": _strategies_need_loss,
+    "train.label_propagation.search": lambda raw: "exact",
+    "train.label_propagation.nlist": lambda raw: 0,
+    "train.label_propagation.nprobe": lambda raw: 16,
 }
 
 

@@ -44,20 +44,49 @@ class Propagation:
     class_weights: np.ndarray
 
 
-def affinity(features: np.ndarray, k: int, gamma: float, reciprocal: bool) -> scipy.sparse.csr_matrix:
+@dataclass(frozen=True)
+class Search:
+    """How the kNN graph finds neighbours: ``exact``, or ``ivf`` (approximate, faiss's inverted
+    file with ``nlist`` cells, 0 = 4·√N, searching ``nprobe`` of them). The inverted file's
+    k-means draws from ``seed`` (a fixed 0 by default), so the graph depends on the
+    embeddings alone."""
+
+    method: str = "exact"
+    nlist: int = 0
+    nprobe: int = 16
+    seed: int = 0
+
+    def neighbours(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sims, ids), each (N, k), of the unit rows ``x`` (N, D); see ``faiss_ops``."""
+        if self.method == "exact":
+            return faiss_ops.knn_inner_product(x, k)
+        if self.method == "ivf":
+            nlist = self.nlist or max(1, round(4 * np.sqrt(len(x))))
+            nlist = min(nlist, len(x))
+            return faiss_ops.knn_inner_product_ivf(x, k, nlist, min(self.nprobe, nlist), self.seed)
+        raise ValueError(f"unknown kNN search {self.method!r}; choose exact or ivf")
+
+
+def affinity(features: np.ndarray, k: int, gamma: float, reciprocal: bool,
+             search: Search | None = None) -> scipy.sparse.csr_matrix:
     """The normalised kNN graph Wn = D^-1/2 W D^-1/2, (N, N) float64 CSR, symmetric.
 
     features: (N, D). Each item links to its k nearest neighbours by cosine similarity
     with weight max(sim, 0) ** gamma. ``reciprocal=False`` gives W + Wᵀ (an edge found
     from both ends counts twice, as in the paper); ``reciprocal=True`` keeps only edges
     found from both ends, with their single weight. An item with no edge keeps a zero
-    row and column.
+    row and column. ``search`` finds the neighbours (exact by default).
     """
     if gamma <= 0:
         raise ValueError(f"gamma must be > 0, got {gamma}")
     x = faiss_ops.l2_normalise(features)
     n = len(x)
-    sims, ids = faiss_ops.knn_inner_product(x, k)
+    sims, ids = (search or Search()).neighbours(x, k)
+    # An approximate search may find fewer than k: a missing neighbour (-1) becomes a
+    # zero-weight self edge, which the diagonal rule below drops.
+    missing = ids < 0
+    ids[missing] = np.nonzero(missing)[0]
+    sims[missing] = 0.0
     # Row i's k neighbours are contiguous, so with each row sorted by column the CSR
     # arrays are the kNN arrays themselves: no COO sort, and canonical CSR lets scipy
     # take its fast path for W + Wᵀ.
@@ -128,16 +157,17 @@ def propagate(
     alpha: float = 0.99,
     reciprocal: bool = False,
     iterations: int = 20,
+    search: Search | None = None,
 ) -> Propagation:
     """Propagate the given labels over the kNN graph of ``features``.
 
     features: (N, D) embeddings. labels: (N,) int, a class in [0, num_classes) or -1
     for unlabeled. Solves (I - alpha Wn) Z = Y with ``iterations`` CG steps, where
     Y[:, c] = 1/|L_c| on the labeled items of class c (a class with no label gets a
-    zero column, hence zero scores).
+    zero column, hence zero scores). ``search``: exact or approximate kNN (``Search``).
     """
     labels = _check(features, labels, num_classes, k, alpha, iterations)
-    graph = affinity(features, k, gamma, reciprocal)
+    graph = affinity(features, k, gamma, reciprocal, search)
     z = block_cg(lambda p: p - alpha * (graph @ p), _seed_matrix(labels, num_classes), iterations)
     scores = np.maximum(z, 0.0)  # CG stopped early can dip below 0; the paper clips
     totals = scores.sum(axis=1, keepdims=True)
