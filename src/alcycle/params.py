@@ -53,8 +53,8 @@ def _sections(params: Any) -> list[str]:
 
 @dataclass(frozen=True)
 class PrepareParams:
-    source: str  # mnist | folder | csv
-    path: str  # image folder or CSV manifest for the folder/csv sources
+    source: str  # mnist | folder | csv | fashion_mnist
+    path: str  # image folder or CSV manifest for the folder/csv sources; fashion_mnist: "" = Debian's
     image_size: int  # every image is resized to image_size x image_size
     channels: int  # 1 = grayscale, 3 = RGB
     test_fraction: float  # share of items held out as the test split
@@ -63,11 +63,11 @@ class PrepareParams:
     on_unreadable: str = "refuse"  # refuse | skip: images that cannot be decoded
 
     def problems(self) -> list[str]:
-        from alcycle.sources import SOURCES
+        from alcycle.sources import NO_PATH_NEEDED, SOURCES
 
         found = _choice("prepare.source", self.source, SOURCES)
         found += _choice("prepare.on_unreadable", self.on_unreadable, UNREADABLE_RULES)
-        if self.source != "mnist" and not self.path:
+        if self.source not in NO_PATH_NEEDED and not self.path:
             found.append(f"'prepare.path' is empty; source {self.source!r} needs it")
         if self.channels not in (1, 3):
             found.append(f"'prepare.channels' is {self.channels}; choose 1 or 3")
