@@ -70,3 +70,17 @@ def test_kmeans_each_clusters_every_set_on_its_own_and_gives_back_the_threads():
     np.testing.assert_allclose(sorted(third.tolist()), sorted(single[:2].tolist()), atol=1e-6)  # k = n: the rows
     with pytest.raises(ValueError, match="cannot cluster 2 rows into 3 clusters"):
         faiss_ops.kmeans_each([single[:2]], [3], niter=10, seed=0)
+
+
+def test_knn_l2_matches_brute_force():
+    rng = np.random.default_rng(0)
+    queries, database = rng.normal(size=(7, 5)), rng.normal(size=(300, 5))
+    distances, rows = faiss_ops.knn_l2(queries, database, 6)
+    squared = ((queries[:, None, :] - database[None, :, :]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(rows, np.argsort(squared, axis=1)[:, :6])
+    np.testing.assert_allclose(distances, np.sort(squared, axis=1)[:, :6], rtol=1e-4)
+    assert rows.dtype == np.int64 and distances.dtype == np.float32
+    with pytest.raises(ValueError, match=r"k must be in \[1, 300\], got 301"):
+        faiss_ops.knn_l2(queries, database, 301)
+    with pytest.raises(ValueError, match="queries have 4 dimensions, the database 5"):
+        faiss_ops.knn_l2(queries[:, :4], database, 3)

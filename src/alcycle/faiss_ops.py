@@ -111,3 +111,19 @@ def _small_kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
     model = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, min_points_per_centroid=1)
     model.train(x)
     return model.centroids.copy()
+
+
+def knn_l2(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest ``database`` rows of every query row by squared L2 distance.
+
+    queries (Q, D), database (N, D). Returns distances (Q, k) float32 and database rows
+    (Q, k) int64, nearest first. faiss compares in blocks without building an index, so
+    memory beyond the inputs is one block and the (Q, k) result.
+    """
+    queries, database = as_rows(queries), as_rows(database)
+    if queries.shape[1] != database.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} dimensions, the database {database.shape[1]}")
+    if not 1 <= k <= len(database):
+        raise ValueError(f"k must be in [1, {len(database)}], got {k}")
+    distances, rows = faiss.knn(queries, database, k, metric=faiss.METRIC_L2)
+    return distances, rows.astype(np.int64)

@@ -240,11 +240,25 @@ class GealParams:
 
 
 @dataclass(frozen=True)
+class CandidatesParams:
+    method: str  # all | random | seals: which unlabeled pool items the strategy scores
+    size: int  # unlabeled items the strategy scores (random, seals)
+    k: int  # seals: nearest unlabeled neighbours of each labeled item
+
+    def problems(self) -> list[str]:
+        from alcycle.candidates import METHODS
+
+        return (_choice("select.candidates.method", self.method, METHODS)
+                + _at_least_one(select__candidates__size=self.size, select__candidates__k=self.k))
+
+
+@dataclass(frozen=True)
 class SelectParams:
     strategy: str  # query strategy once the labeled pool is non-empty
     cold_start: str  # strategy for cycle 0, when nothing is labeled yet
     budget: int  # items queried per cycle
     image_url_prefix: str  # Label Studio tasks: an image's URL is this + its path from the project root
+    candidates: CandidatesParams  # the subset of the unlabeled pool a strategy scores
     vaal: VaalParams  # VAAL and SRAAL
     geal: GealParams
 
@@ -332,6 +346,7 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "prepare.on_unreadable": lambda raw: "refuse",
     "select.image_url_prefix": lambda raw: LOCAL_FILES_PREFIX,
     "train.loss_prediction.fit": _strategies_need_loss,
+    "select.candidates": lambda raw: {"method": "all", "size": 10000, "k": 100},
 }
 
 
