@@ -86,7 +86,7 @@ def test_bad_method_and_missing_embeddings_are_named() -> None:
     labeled, _ = seeded(0)
     with pytest.raises(ValueError, match="unknown candidate method 'nearest'; choose one of: all, random, seals"):
         candidate_rows("nearest", labeled, 5, 3, np.random.default_rng(0))
-    with pytest.raises(ValueError, match="'seals' needs embeddings with one row per item"):
+    with pytest.raises(ValueError, match="'seals' needs embeddings with a row for each of the 60 items"):
         candidate_rows("seals", labeled, 5, 3, np.random.default_rng(0))
 
 

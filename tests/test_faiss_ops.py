@@ -84,3 +84,18 @@ def test_knn_l2_matches_brute_force():
         faiss_ops.knn_l2(queries, database, 301)
     with pytest.raises(ValueError, match="queries have 4 dimensions, the database 5"):
         faiss_ops.knn_l2(queries[:, :4], database, 3)
+
+
+def test_knn_l2_in_blocks_over_chosen_rows_matches_one_pass(monkeypatch):
+    rng = np.random.default_rng(1)
+    queries, database = rng.normal(size=(5, 3)), rng.normal(size=(200, 3)).astype(np.float32)
+    database[7] = database[150]  # a tie across blocks goes to the lower position
+    queries[0] = database[7]
+    rows = np.sort(rng.choice(200, size=120, replace=False))
+    rows = np.union1d(rows, [7, 150])
+    whole = faiss_ops.knn_l2(queries, database[rows], 9)
+    monkeypatch.setattr(faiss_ops, "KNN_L2_BLOCK", 16)
+    blocked = faiss_ops.knn_l2(queries, database, 9, rows=rows)
+    np.testing.assert_array_equal(blocked[1], whole[1])
+    np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-5)
+    assert rows[blocked[1][0, 0]] == 7 and rows[blocked[1][0, 1]] == 150

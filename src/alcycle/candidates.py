@@ -16,15 +16,17 @@ METHODS = ("all", "random", "seals")  # select.candidates.method
 
 
 def candidate_rows(method: str, labeled: np.ndarray, size: int, k: int, rng: np.random.Generator,
-                   embeddings: np.ndarray | None = None) -> np.ndarray:
+                   embeddings: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
     """The context rows a strategy sees: every labeled row and at most ``size`` unlabeled ones.
 
-    labeled: (N,) bool; embeddings: (N, D) float32, needed by ``seals``. Returns (M,) int64
+    labeled: (N,) bool; embeddings: (E, D) float32 (a memmap is fine), needed by ``seals``,
+    whose row ``at[i]`` belongs to item i (``at`` (N,) int64, default the identity). Returns (M,) int64
     ascending rows. ``all`` keeps every row and draws nothing from ``rng``, so the strategy's
     picks are exactly those without candidates. ``random`` draws ``size`` unlabeled rows from
     ``rng``; ``seals`` keeps the union of each labeled row's ``k`` nearest unlabeled rows
     (the ``size`` nearest to a labeled row when the union is larger), topped up at random when
-    it is smaller, and is ``random`` while nothing is labeled. Memory: O(N) beyond the inputs.
+    it is smaller, and is ``random`` while nothing is labeled. Memory: O(N) beyond the inputs,
+    plus the labeled items' embeddings and one block of ``faiss_ops.knn_l2``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown candidate method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -32,22 +34,24 @@ def candidate_rows(method: str, labeled: np.ndarray, size: int, k: int, rng: np.
     if method == "all" or len(unlabeled) <= size:
         return np.arange(len(labeled), dtype=np.int64)
     if method == "seals" and labeled.any():
-        if embeddings is None or len(embeddings) != len(labeled):
-            raise ValueError(f"candidates 'seals' needs embeddings with one row per item ({len(labeled)})")
-        chosen = _nearest_to_labeled(embeddings, labeled, unlabeled, size, k, rng)
+        at = np.arange(len(labeled)) if at is None else at
+        if embeddings is None or len(at) != len(labeled) or (len(at) and at.max() >= len(embeddings)):
+            raise ValueError(f"candidates 'seals' needs embeddings with a row for each of the {len(labeled)} items")
+        chosen = _nearest_to_labeled(embeddings, at[labeled], at[unlabeled], size, k, rng)
     else:
         chosen = rng.choice(len(unlabeled), size=size, replace=False)
     return np.union1d(np.flatnonzero(labeled), unlabeled[chosen]).astype(np.int64)
 
 
-def _nearest_to_labeled(embeddings: np.ndarray, labeled: np.ndarray, unlabeled: np.ndarray, size: int,
+def _nearest_to_labeled(embeddings: np.ndarray, labeled_at: np.ndarray, unlabeled_at: np.ndarray, size: int,
                         k: int, rng: np.random.Generator) -> np.ndarray:
-    """Positions in ``unlabeled`` of SEALS's candidates, exactly ``size`` of them."""
+    """Positions in ``unlabeled_at`` of SEALS's candidates, exactly ``size`` of them."""
     from alcycle import faiss_ops
 
-    distances, found = faiss_ops.knn_l2(embeddings[labeled], embeddings[unlabeled], min(k, len(unlabeled)))
-    # Each unlabeled row's distance to its nearest labeled row (inf: no labeled row's neighbour).
-    nearest = np.full(len(unlabeled), np.inf, dtype=np.float32)
+    k = min(k, len(unlabeled_at))
+    distances, found = faiss_ops.knn_l2(embeddings[labeled_at], embeddings, k, rows=unlabeled_at)
+    # Each unlabeled item's distance to its nearest labeled item (inf: no labeled item's neighbour).
+    nearest = np.full(len(unlabeled_at), np.inf, dtype=np.float32)
     np.minimum.at(nearest, found.ravel(), distances.ravel())
     union = np.flatnonzero(np.isfinite(nearest))
     if len(union) >= size:

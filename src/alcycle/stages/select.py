@@ -79,8 +79,8 @@ def candidate_subset(params: CandidatesParams, rng: np.random.Generator,
         return None
 
     def pick(rows: np.ndarray, labeled: np.ndarray) -> np.ndarray:
-        pool_embeddings = None if embeddings is None else embeddings[rows]
-        return candidate_rows(params.method, labeled, params.size, params.k, rng, pool_embeddings)
+        # ``at=rows``: the embeddings stay as extract wrote them (a memmap), read block by block.
+        return candidate_rows(params.method, labeled, params.size, params.k, rng, embeddings, at=rows)
     return pick
 
 
