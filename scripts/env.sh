@@ -11,6 +11,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
+
+# Fashion-MNIST (prepare.source: fashion_mnist) comes from Debian; MNIST-5k, the default,
+# needs nothing. Root installs it; anyone else is told the command once per checkout.
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    install_fmnist() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; }
+    { install_fmnist || { apt-get update -qq && install_fmnist; }; } \
+      >/dev/null 2>&1 || echo "env.sh: could not install dataset-fashion-mnist; Fashion-MNIST stays unavailable" >&2
+  elif [ ! -e .venv/.fashion-mnist-hint ]; then
+    echo "env.sh: for Fashion-MNIST (prepare.source: fashion_mnist) run: sudo apt-get install dataset-fashion-mnist" >&2
+    mkdir -p .venv && touch .venv/.fashion-mnist-hint
+  fi
+fi
 key=$(sha256sum requirements.txt | cut -c1-16)
 home=${ALCYCLE_ENV_HOME:-$HOME/.cache/alcycle/envs}
 shared="$home/$key"

@@ -104,3 +104,32 @@ def test_kmeans_each_clusters_every_set_on_its_own_and_gives_back_the_threads():
     np.testing.assert_allclose(sorted(third.tolist()), sorted(single[:2].tolist()), atol=1e-6)  # k = n: the rows
     with pytest.raises(ValueError, match="cannot cluster 2 rows into 3 clusters"):
         faiss_ops.kmeans_each([single[:2]], [3], niter=10, seed=0)
+
+
+def test_knn_l2_matches_brute_force():
+    rng = np.random.default_rng(0)
+    queries, database = rng.normal(size=(7, 5)), rng.normal(size=(300, 5))
+    distances, rows = faiss_ops.knn_l2(queries, database, 6)
+    squared = ((queries[:, None, :] - database[None, :, :]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(rows, np.argsort(squared, axis=1)[:, :6])
+    np.testing.assert_allclose(distances, np.sort(squared, axis=1)[:, :6], rtol=1e-4)
+    assert rows.dtype == np.int64 and distances.dtype == np.float32
+    with pytest.raises(ValueError, match=r"k must be in \[1, 300\], got 301"):
+        faiss_ops.knn_l2(queries, database, 301)
+    with pytest.raises(ValueError, match="queries have 4 dimensions, the database 5"):
+        faiss_ops.knn_l2(queries[:, :4], database, 3)
+
+
+def test_knn_l2_in_blocks_over_chosen_rows_matches_one_pass(monkeypatch):
+    rng = np.random.default_rng(1)
+    queries, database = rng.normal(size=(5, 3)), rng.normal(size=(200, 3)).astype(np.float32)
+    database[7] = database[150]  # a tie across blocks goes to the lower position
+    queries[0] = database[7]
+    rows = np.sort(rng.choice(200, size=120, replace=False))
+    rows = np.union1d(rows, [7, 150])
+    whole = faiss_ops.knn_l2(queries, database[rows], 9)
+    monkeypatch.setattr(faiss_ops, "KNN_L2_BLOCK", 16)
+    blocked = faiss_ops.knn_l2(queries, database, 9, rows=rows)
+    np.testing.assert_array_equal(blocked[1], whole[1])
+    np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-5)
+    assert rows[blocked[1][0, 0]] == 7 and rows[blocked[1][0, 1]] == 150

@@ -102,3 +102,15 @@ def test_init_never_overwrites_a_file_it_would_write(tmp_path, global_git):
         init_project(repo, images=None, classes=None, subsample=100)
     assert (repo / "params.yaml").read_text() == "mine: 1\n"
     assert not (repo / ".dvc").exists()
+
+
+def test_init_fashion_mnist_writes_a_loadable_project_on_debians_files(tmp_path, global_git):
+    from alcycle.params import load_params
+    from alcycle.sources.fashion_mnist import CLASSES
+
+    repo = user_repo(tmp_path / "repo")
+    init_project(repo, images=None, classes=None, subsample=0, shipped="fashion_mnist")
+    params = load_params(repo / "params.yaml")
+    assert (params.prepare.source, params.prepare.path, params.classes) == ("fashion_mnist", "", CLASSES)
+    assert (params.prepare.image_size, params.prepare.channels) == (28, 1)
+    assert git(repo, "log", "-1", "--format=%s").strip() == "alcycle init: a fashion_mnist project with 10 classes"

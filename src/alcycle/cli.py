@@ -214,17 +214,21 @@ def campaign_summary(layout: Layout) -> None:
 @click.option("--images", type=click.Path(exists=True, path_type=Path),
               help="A folder of images (class sub-folders give ground truth) or a CSV manifest.")
 @click.option("--mnist", is_flag=True, help="Use the shipped MNIST 5,000-digit set.")
+@click.option("--fashion-mnist", is_flag=True,
+              help="Use Fashion-MNIST's 70,000 images (Debian's dataset-fashion-mnist package).")
 @click.option("--classes", help="Comma-separated class names (default: from sub-folders or the CSV).")
 @click.option("--subsample", type=click.IntRange(min=0), default=0, help="Keep only this many items.")
 @_clean_errors
-def init(directory: Path, images: Path | None, mnist: bool, classes: str | None, subsample: int) -> None:
-    """Scaffold an alcycle project in DIRECTORY for your own images (or MNIST)."""
+def init(directory: Path, images: Path | None, mnist: bool, fashion_mnist: bool, classes: str | None,
+         subsample: int) -> None:
+    """Scaffold an alcycle project in DIRECTORY for your own images (or MNIST, or Fashion-MNIST)."""
     from alcycle.scaffold import init_project
 
-    if bool(images) == mnist:
-        raise click.UsageError("give exactly one of --images PATH or --mnist")
+    if [bool(images), mnist, fashion_mnist].count(True) != 1:
+        raise click.UsageError("give exactly one of --images PATH or --mnist (or --fashion-mnist)")
     names = tuple(c.strip() for c in classes.split(",")) if classes else None
-    init_project(directory, images=images, classes=names, subsample=subsample)
+    init_project(directory, images=images, classes=names, subsample=subsample,
+                 shipped="fashion_mnist" if fashion_mnist else "mnist")
     click.echo(f"initialised an alcycle project in {directory}; next: cd {directory} && dvc repro")
 
 

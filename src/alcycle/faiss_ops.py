@@ -148,3 +148,41 @@ def _small_kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
     model = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, min_points_per_centroid=1)
     model.train(x)
     return model.centroids.copy()
+
+
+# Database rows per faiss.knn call in knn_l2: with D = 512, a 128 MB float32 block.
+KNN_L2_BLOCK = 65536
+
+
+def knn_l2(queries: np.ndarray, database: np.ndarray, k: int,
+           rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest database rows of every query row by squared L2 distance.
+
+    queries (Q, D); database (N, D), any array that slices (a memmap is read block by
+    block); ``rows`` (M,) the database rows to search, default all. Returns distances
+    (Q, k) float32 and positions (Q, k) int64 in ``rows`` (or the database), nearest
+    first, ties to the lower position. Memory: O(KNN_L2_BLOCK · D + Q · k).
+    """
+    queries = as_rows(queries)
+    searched = np.arange(len(database)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if queries.shape[1] != database.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} dimensions, the database {database.shape[1]}")
+    if not 1 <= k <= len(searched):
+        raise ValueError(f"k must be in [1, {len(searched)}], got {k}")
+    best = np.full((len(queries), 0), np.inf, dtype=np.float32)
+    where = np.empty((len(queries), 0), dtype=np.int64)
+    for start in range(0, len(searched), KNN_L2_BLOCK):
+        block = as_rows(database[searched[start : start + KNN_L2_BLOCK]])
+        found, at = faiss.knn(queries, block, min(k, len(block)), metric=faiss.METRIC_L2)
+        best, where = np.hstack([best, found]), np.hstack([where, at.astype(np.int64) + start])
+        # Sort by (distance, position): blocks come in position order, so ties keep the lower one.
+        order = _order(best, where)[:, :k]
+        best, where = np.take_along_axis(best, order, 1), np.take_along_axis(where, order, 1)
+    return best, where
+
+
+def _order(distances: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Per row, the column order by distance, then position: (Q, m) int64."""
+    by_position = np.argsort(positions, axis=1, kind="stable")
+    by_distance = np.argsort(np.take_along_axis(distances, by_position, 1), axis=1, kind="stable")
+    return np.take_along_axis(by_position, by_distance, 1)

@@ -54,8 +54,8 @@ def _sections(params: Any) -> list[str]:
 
 @dataclass(frozen=True)
 class PrepareParams:
-    source: str  # mnist | folder | csv
-    path: str  # image folder or CSV manifest for the folder/csv sources
+    source: str  # mnist | folder | csv | fashion_mnist
+    path: str  # image folder or CSV manifest for the folder/csv sources; fashion_mnist: "" = Debian's
     image_size: int  # every image is resized to image_size x image_size
     channels: int  # 1 = grayscale, 3 = RGB
     test_fraction: float  # share of items held out as the test split
@@ -64,11 +64,11 @@ class PrepareParams:
     on_unreadable: str = "refuse"  # refuse | skip: images that cannot be decoded
 
     def problems(self) -> list[str]:
-        from alcycle.sources import SOURCES
+        from alcycle.sources import NO_PATH_NEEDED, SOURCES
 
         found = _choice("prepare.source", self.source, SOURCES)
         found += _choice("prepare.on_unreadable", self.on_unreadable, UNREADABLE_RULES)
-        if self.source != "mnist" and not self.path:
+        if self.source not in NO_PATH_NEEDED and not self.path:
             found.append(f"'prepare.path' is empty; source {self.source!r} needs it")
         if self.channels not in (1, 3):
             found.append(f"'prepare.channels' is {self.channels}; choose 1 or 3")
@@ -248,11 +248,25 @@ class GealParams:
 
 
 @dataclass(frozen=True)
+class CandidatesParams:
+    method: str  # all | random | seals: which unlabeled pool items the strategy scores
+    size: int  # unlabeled items the strategy scores (random, seals)
+    k: int  # seals: nearest unlabeled neighbours of each labeled item
+
+    def problems(self) -> list[str]:
+        from alcycle.candidates import METHODS
+
+        return (_choice("select.candidates.method", self.method, METHODS)
+                + _at_least_one(select__candidates__size=self.size, select__candidates__k=self.k))
+
+
+@dataclass(frozen=True)
 class SelectParams:
     strategy: str  # query strategy once the labeled pool is non-empty
     cold_start: str  # strategy for cycle 0, when nothing is labeled yet
     budget: int  # items queried per cycle
     image_url_prefix: str  # Label Studio tasks: an image's URL is this + its path from the project root
+    candidates: CandidatesParams  # the subset of the unlabeled pool a strategy scores
     vaal: VaalParams  # VAAL and SRAAL
     geal: GealParams
 
@@ -343,6 +357,7 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train.label_propagation.search": lambda raw: "exact",
     "train.label_propagation.nlist": lambda raw: 0,
     "train.label_propagation.nprobe": lambda raw: 16,
+    "select.candidates": lambda raw: {"method": "all", "size": 10000, "k": 100},
 }
 
 

@@ -15,8 +15,11 @@ from alcycle.errors import ExternalCommandError
 from alcycle.fileio import atomic_write_text
 from alcycle.params import ParamsError
 from alcycle.pipeline import output_ignores, render_dvc_yaml
+from alcycle.sources.fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
+# Datasets that need no --images: source -> (classes, image size, channels); path "" = their default.
+SHIPPED = {"mnist": (MNIST_CLASSES, 28, 1), "fashion_mnist": (FASHION_MNIST_CLASSES, 28, 1)}
 
 # What documented commands write beside the pipeline: MLflow's local store and artifacts,
 # `dvc plots show`'s page (in the folder it runs in), atomic writes a crash left behind.
@@ -44,12 +47,14 @@ def render_params(source: str, path: str, classes: tuple[str, ...], image_size: 
 DVC_FILES = (".dvc/.gitignore", ".dvc/config", ".dvcignore")
 
 
-def init_project(target: Path, images: Path | None, classes: tuple[str, ...] | None, subsample: int) -> None:
+def init_project(target: Path, images: Path | None, classes: tuple[str, ...] | None, subsample: int,
+                 shipped: str = "mnist") -> None:
     """Write a ready-to-run project into ``target`` and commit it; ``images=None`` means
-    the shipped MNIST set. Checks git's identity before writing anything."""
+    the ``shipped`` dataset (a key of ``SHIPPED``). Checks git's identity before writing anything."""
     target = Path(target).resolve()
     if images is None:
-        source, path, found, size, channels = "mnist", "", MNIST_CLASSES, 28, 1
+        source, path = shipped, ""
+        found, size, channels = SHIPPED[shipped]
     else:
         images = Path(images).resolve()
         source, path = ("csv" if images.is_file() else "folder"), str(images)

@@ -9,7 +9,8 @@ import pytest
 from conftest import write_params
 
 from alcycle.layout import Layout
-from alcycle.params import Params, load_params
+from alcycle.errors import MissingInputError
+from alcycle.params import CandidatesParams, Params, load_params
 from alcycle.pool import LABELED_COLUMNS
 from alcycle.stages import select as select_stage
 from alcycle.stages.select import query_table
@@ -154,3 +155,80 @@ def test_cycle_zero_tasks_have_no_prediction_and_the_url_prefix_comes_from_param
                      for i in queries["id"]]
     assert layout.queries_cvat.read_text() == "".join(f"{p}\n" for p in queries["path"])
     assert layout.labelstudio_config.read_text() == LABELSTUDIO_XML
+
+
+# --- candidate subsets (select.candidates) --------------------------------------------
+
+def pool_of(n: int, n_test: int, seed: int) -> tuple[pd.DataFrame, dict[str, np.ndarray], set[str]]:
+    """n items (the last n_test of them test items), seeded 2-class probabilities and 3-d
+    embeddings, and a labeled set of 4 pool items."""
+    rng = np.random.default_rng(seed)
+    ids = [f"i{k:03d}" for k in range(n)]
+    manifest = pd.DataFrame({"id": ids, "path": [f"images/{i}.png" for i in ids],
+                             "split": ["pool"] * (n - n_test) + ["test"] * n_test})
+    p = rng.random(n).astype(np.float32)
+    inputs = {"probs": np.stack([p, 1 - p], axis=1), "embeddings": rng.normal(size=(n, 3)).astype(np.float32)}
+    return manifest, inputs, set(rng.choice(ids[: n - n_test], size=4, replace=False).tolist())
+
+
+@pytest.mark.parametrize("method", ["random", "seals"])
+@pytest.mark.parametrize("seed", range(10))
+def test_candidates_are_unlabeled_pool_items_and_labeled_ones_stay_labeled(method, seed):
+    manifest, inputs, labeled = pool_of(50, 10, seed)
+    settings = CandidatesParams(method=method, size=8, k=2)
+    subset = select_stage.candidate_subset(settings, np.random.default_rng(seed), inputs["embeddings"])
+    context, rows = select_stage.build_context(manifest, labeled, inputs, subset)
+    test_ids = set(manifest["id"][manifest["split"] == "test"])
+    candidates = set(context.ids[~context.labeled])
+    assert len(candidates) == 8 and not candidates & (labeled | test_ids)
+    # every labeled item is in view as labeled (Core-Set's centres, TypiClust's covered clusters)
+    assert set(context.ids[context.labeled]) == labeled
+    np.testing.assert_array_equal(context.embeddings, inputs["embeddings"][rows])
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "coreset", "typiclust", "random"])
+def test_a_strategy_on_candidates_returns_only_candidates(strategy, capsys):
+    manifest, inputs, labeled = pool_of(60, 10, 1)
+    settings = CandidatesParams(method="seals", size=12, k=3)
+    subset = select_stage.candidate_subset(settings, np.random.default_rng(4), inputs["embeddings"])
+    context, _ = select_stage.build_context(manifest, labeled, inputs, subset)
+    queries = query_table(manifest, labeled, inputs, strategy, 5, np.random.default_rng(4), 2, "p",
+                          settings, inputs["embeddings"])
+    assert set(queries["id"]) <= set(context.ids[~context.labeled]) and len(queries) == 5
+    assert queries["strategy"].unique().tolist() == [f"{strategy}@seals"]
+    assert f"select: {strategy} scored 12 seals candidates of 46 unlabeled pool items" in capsys.readouterr().out
+
+
+def test_coreset_on_candidates_measures_from_the_labeled_items():
+    manifest, inputs, labeled = pool_of(60, 10, 2)
+    settings = CandidatesParams(method="random", size=10, k=1)
+    subset = select_stage.candidate_subset(settings, np.random.default_rng(0), None)
+    context, _ = select_stage.build_context(manifest, labeled, inputs, subset)
+    queries = query_table(manifest, labeled, inputs, "coreset", 1, np.random.default_rng(0), 1, "p", settings)
+    # the first pick is the candidate farthest from every labeled item (brute force)
+    candidates, centres = context.embeddings[~context.labeled], context.embeddings[context.labeled]
+    gaps = np.sqrt(((candidates[:, None] - centres[None]) ** 2).sum(axis=2)).min(axis=1)
+    assert queries["id"].tolist() == [context.ids[~context.labeled][gaps.argmax()]]
+    np.testing.assert_allclose(queries["score"], [gaps.max()], atol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["random", "entropy", "coreset", "typiclust", "badge"])
+def test_candidates_all_gives_exactly_todays_queries(strategy):
+    manifest, inputs, labeled = pool_of(60, 10, 3)
+    today = query_table(manifest, labeled, inputs, strategy, 6, np.random.default_rng(9), 1, "p")
+    every = query_table(manifest, labeled, inputs, strategy, 6, np.random.default_rng(9), 1, "p",
+                        CandidatesParams(method="all", size=5, k=2), inputs["embeddings"])
+    pd.testing.assert_frame_equal(today, every)
+
+
+def test_the_stage_reads_embeddings_for_seals_and_names_the_subset(tmp_path):
+    layout, params = tiny_project(tmp_path, labeled=True, **{"    method: all ": "    method: seals ",
+                                                             "    size: 10000 ": "    size: 2 ",
+                                                             "    k: 100 ": "    k: 1 "})
+    np.save(layout.extracted / "embeddings.npy", EMBEDDINGS)
+    queries = select_stage.run(layout, params)
+    # a (at 0) is labeled: its nearest unlabeled item is b (at 1), then the top-up draws one of c, d
+    assert "b" in set(queries["id"]) and queries["strategy"].unique().tolist() == ["entropy@seals"]
+    (layout.extracted / "embeddings.npy").unlink()
+    with pytest.raises(MissingInputError, match="select.candidates.method 'seals' needs .*embeddings.npy"):
+        select_stage.run(layout, params)

@@ -40,7 +40,10 @@ SOURCES = Registry("source", {
     "mnist": "alcycle.sources.mnist:mnist_items",
     "folder": "alcycle.sources.folder:folder_items",
     "csv": "alcycle.sources.csv_manifest:csv_items",
+    "fashion_mnist": "alcycle.sources.fashion_mnist:fashion_mnist_items",
 }, error=SourceError)
+# Sources that ship with alcycle or Debian: an empty prepare.path is their default place.
+NO_PATH_NEEDED = ("mnist", "fashion_mnist")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class Item:
     label: str | None  # ground truth, None where unknown
     load: Callable[[], torch.Tensor] = field(repr=False, compare=False)  # -> uint8 (C, S, S)
     line: int | None = None  # the CSV manifest's line for the csv source, else None
+    split: str | None = None  # "pool" or "test" where the dataset fixes it, else None (drawn)
 
     @property
     def where(self) -> str:

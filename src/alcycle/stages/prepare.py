@@ -51,7 +51,7 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     left out and listed in ``layout.skipped``.
     """
     items = list_items(params.prepare, params.classes)
-    keep, split = draw_split(len(items), params.prepare)
+    keep, split = draw_split(len(items), params.prepare, np.array([i.split for i in items], dtype=object))
     items = [items[row] for row in keep]
     with _replacing(layout.prepared) as prepared, _replacing(layout.truth.parent) as truth_dir:
         pixels, unreadable = write_images(items, prepared / IMAGES, params.prepare)
@@ -83,27 +83,53 @@ def _tables(items: list[Item], split: np.ndarray) -> tuple[pd.DataFrame, pd.Data
     return manifest, truth, sources
 
 
-def draw_split(n: int, params: PrepareParams) -> tuple[np.ndarray, np.ndarray]:
+def draw_split(n: int, params: PrepareParams, fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rows kept by ``subsample`` (int64, ascending) and the split of each kept row ("pool"/"test").
 
-    One generator seeded with ``split_seed`` draws the subsample, then the test rows.
+    ``fixed`` (n,) object: the split a source gave each item ("pool"/"test"), None where
+    the draw decides. One generator seeded with ``split_seed`` draws the subsample (from
+    each fixed split in proportion to its size), then ``test_fraction`` of the kept items
+    without a fixed split become test rows.
     """
     if params.subsample < 0:
         raise SourceError(f"'prepare.subsample' is {params.subsample}; use 0 (all items) or a positive count")
     if params.subsample > n:
         raise SourceError(f"'prepare.subsample' is {params.subsample} but the source has only {n} items")
+    given = np.full(n, None, dtype=object) if fixed is None else np.asarray(fixed, dtype=object)
+    odd = sorted({str(value) for value in given[~pd.isna(given)]} - {"pool", "test"})
+    if odd:
+        raise SourceError(f"the source gave items the split {odd[0]!r}; expected 'pool', 'test' or none")
     rng = np.random.default_rng(params.split_seed)
     keep = np.arange(n, dtype=np.int64)
     if params.subsample > 0:
-        keep = np.sort(rng.choice(n, size=params.subsample, replace=False)).astype(np.int64)
-    n_test = round(params.test_fraction * len(keep))
-    if n_test >= len(keep):
+        keep = _proportional(given, params.subsample, rng)
+    undecided = pd.isna(given[keep])
+    free = np.flatnonzero(undecided)
+    n_test = round(params.test_fraction * len(free))
+    split = np.where(undecided, "pool", given[keep]).astype(object)
+    split[free[rng.permutation(len(free))[:n_test]]] = "test"
+    if not (split == "pool").any():
         raise SourceError(
             f"'prepare.test_fraction' {params.test_fraction} of {len(keep)} items leaves no pool items"
         )
-    split = np.full(len(keep), "pool", dtype=object)
-    split[rng.permutation(len(keep))[:n_test]] = "test"
     return keep, split
+
+
+def _proportional(given: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` rows (int64, ascending) drawn from each group of ``given`` in proportion.
+
+    Groups are the fixed splits and the undecided items; shares are rounded by largest
+    remainder. With one group this is today's single draw, so old subsamples stay as they were.
+    """
+    groups = [np.flatnonzero(given == value) for value in ("pool", "test")]
+    groups = [rows for rows in [*groups, np.flatnonzero(pd.isna(given))] if len(rows)]
+    if len(groups) == 1:
+        return np.sort(groups[0][rng.choice(len(groups[0]), size=size, replace=False)]).astype(np.int64)
+    exact = np.array([len(rows) for rows in groups]) * size / len(given)
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(-(exact - counts), kind="stable")[: size - counts.sum()]] += 1
+    drawn = [rows[rng.choice(len(rows), size=k, replace=False)] for rows, k in zip(groups, counts)]
+    return np.sort(np.concatenate(drawn)).astype(np.int64)
 
 
 def write_images(items: list[Item], folder: Path, params: PrepareParams) -> tuple[np.ndarray, Unreadable]:

@@ -24,7 +24,8 @@ from alcycle.annotations.labelstudio import tasks as labelstudio
 from alcycle.fileio import atomic_write_csv, atomic_write_text
 from alcycle.contract import Stage, committed
 from alcycle.layout import Layout
-from alcycle.params import Params
+from alcycle.candidates import candidate_rows
+from alcycle.params import CandidatesParams, Params
 from alcycle.pool import cycle_number, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.strategies import SelectionContext, needs, select, settings_section
 
@@ -37,39 +38,73 @@ STAGE = Stage(
     # The batch and its labeling-tool files are committed with the cycle, so none is cached.
     outs=tuple(committed(path) for path in (_L.queries, _L.queries_labelstudio, _L.queries_cvat,
                                             _L.labelstudio_config)),
-    code=("strategies", "vit.py", "faiss_ops.py", "training.py", "labeling_tools.py",
+    code=("strategies", "candidates.py", "vit.py", "faiss_ops.py", "training.py", "labeling_tools.py",
           "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
 )
 
 QUERY_COLUMNS = ["id", "path", "score", "strategy", "cycle"]
 # Inputs that are not one row per item: passed to the strategy whole.
 WHOLE_INPUTS = ("vit", "settings")
+# The pool's manifest rows (P,) and labeled mask (P,) -> the positions a strategy sees.
+Candidates = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def build_context(manifest: pd.DataFrame, labeled_ids: set[str], inputs: dict[str, Any]) -> tuple:
+def build_context(manifest: pd.DataFrame, labeled_ids: set[str], inputs: dict[str, Any],
+                  candidates: Candidates | None = None) -> tuple:
     """The pool split as a ``SelectionContext``, plus the manifest rows it covers.
 
     ``inputs`` maps context fields to arrays with one row per manifest row (sliced
     here to the pool) or, for ``WHOLE_INPUTS``, to objects passed as they are.
+    ``candidates`` (the pool's labeled mask (P,) -> kept pool positions) narrows the
+    unlabeled part of the pool; labeled pool items always stay, as labeled.
     """
     rows = split_rows(manifest, "pool")
+    labeled = np.isin(manifest["id"].to_numpy()[rows], list(labeled_ids))
+    if candidates is not None:
+        kept = candidates(rows, labeled)
+        rows, labeled = rows[kept], labeled[kept]
     ids = manifest["id"].to_numpy()[rows]
     fields = {name: value if name in WHOLE_INPUTS else value[rows] for name, value in inputs.items()}
-    context = SelectionContext(ids=ids, labeled=np.isin(ids, list(labeled_ids)), **fields)
+    context = SelectionContext(ids=ids, labeled=labeled, **fields)
     return context, rows
+
+
+def candidate_subset(params: CandidatesParams, rng: np.random.Generator,
+                     embeddings: np.ndarray | None) -> Candidates | None:
+    """``build_context``'s ``candidates`` for ``select.candidates``; None for method ``all``.
+
+    embeddings: (N, D), one row per manifest row (SEALS reads them), or None.
+    """
+    if params.method == "all":
+        return None
+
+    def pick(rows: np.ndarray, labeled: np.ndarray) -> np.ndarray:
+        # ``at=rows``: the embeddings stay as extract wrote them (a memmap), read block by block.
+        return candidate_rows(params.method, labeled, params.size, params.k, rng, embeddings, at=rows)
+    return pick
 
 
 def query_table(
     manifest: pd.DataFrame, labeled_ids: set[str], inputs: dict[str, Any],
     strategy: str, budget: int, rng: np.random.Generator, cycle: int, prepared: str,
+    candidates: CandidatesParams | None = None, embeddings: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The query batch, best first: id, image path, score, strategy and the cycle it was made in.
 
     ``prepared`` is the folder the manifest's paths are relative to, as the annotator sees it.
+    With ``candidates`` other than ``all`` the strategy scores that subset (drawn from ``rng``
+    first; SEALS reads ``embeddings``, (N, D) per manifest row) and the strategy column reads
+    ``<strategy>@<method>``.
     """
-    context, rows = build_context(manifest, labeled_ids, inputs)
+    subset = None if candidates is None else candidate_subset(candidates, rng, embeddings)
+    context, rows = build_context(manifest, labeled_ids, inputs, subset)
     selection = select(context, strategy, budget, rng)
     picked = rows[selection.rows]
+    if subset is not None and candidates is not None:
+        unlabeled = (manifest["split"] == "pool") & ~manifest["id"].isin(labeled_ids)
+        print(f"select: {strategy} scored {int((~context.labeled).sum())} {candidates.method} candidates "
+              f"of {int(unlabeled.sum())} unlabeled pool items")
+        strategy = f"{strategy}@{candidates.method}"
     return pd.DataFrame(
         {
             "id": manifest["id"].to_numpy()[picked],
@@ -117,21 +152,36 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     strategy = params.select.strategy if len(labeled) else params.select.cold_start
     # One stream per (seed, cycle): reproducible, yet random picks differ from cycle to cycle.
     rng = np.random.default_rng([params.seed, cycle])
+    inputs = load_inputs(layout, params, strategy)
     queries = query_table(
         manifest,
         set(labeled["id"]),
-        load_inputs(layout, params, strategy),
+        inputs,
         strategy,
         params.select.budget,
         rng,
         cycle,
         layout.prepared.relative_to(layout.root).as_posix(),
+        params.select.candidates,
+        seals_embeddings(layout, params, inputs, labeled=len(labeled) > 0),
     )
     # At cycle 0 the model has seen no label: its guess would only mislead the annotator.
     predicted = predictions(layout, manifest, queries, params.classes) if len(labeled) else None
     atomic_write_csv(layout.queries, queries)
     write_for_labeling_tools(layout, queries, predicted, params)
     return queries
+
+
+def seals_embeddings(layout: Layout, params: Params, inputs: dict[str, Any], labeled: bool) -> np.ndarray | None:
+    """Extract's embeddings (N, D) when SEALS needs them (a memmap: rows are read as used), else None."""
+    if params.select.candidates.method != "seals" or not labeled:
+        return None
+    if "embeddings" in inputs:
+        return inputs["embeddings"]
+    path = layout.extracted / "embeddings.npy"
+    if not path.exists():
+        raise MissingInputError(f"select.candidates.method 'seals' needs {path}, which extract writes every cycle")
+    return np.load(path, mmap_mode="r")
 
 
 def predictions(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame,
