@@ -69,12 +69,14 @@ def write_embeddings(backbone: nn.Module, pixels: np.ndarray, path: Path, batch_
     One batch of pixels and of features at a time: O(batch) in memory, O(N·D) on disk.
     Returns (N, D).
     """
-    backbone.eval()
+    was_training = backbone.training
+    backbone.eval()  # batch-norm statistics as stored, as in the classifier's frozen backbone
     dim = cast(Backbone, backbone).out_dim
     with atomic_memmap(path, (len(pixels), dim)) as out:
         for start in range(0, len(pixels), batch_size):
             batch = torch.from_numpy(np.array(pixels[start : start + batch_size]))  # a copy, even of a memmap
             out[start : start + len(batch)] = backbone(Classifier.to_input(batch)).numpy()
+    backbone.train(was_training)
     return len(pixels), dim
 
 
