@@ -10,6 +10,8 @@ writes what extract writes, chunk by chunk.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,22 @@ from alcycle import rng
 from alcycle.classifier import Classifier
 from alcycle.features import atomic_memmap
 from alcycle.semi import PseudoLabeller, PseudoLabels
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Torch's intra-op threads set to one for the block, then restored.
+
+    The head's operations are a few thousand multiply-adds: waking and joining a second
+    thread for each costs far more than the work, and on a shared machine a busy core
+    makes every such join wait (a cycle's head training ran over ten times slower).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class HeadOnly(pl.LightningModule):
@@ -113,13 +131,14 @@ def write_head_outputs(classifier: Classifier, embeddings: np.ndarray, folder: P
     classifier.eval()
     n, classes = len(embeddings), classifier.head.out_features
     written = {"probs": folder / "probs.npy"}
-    with atomic_memmap(written["probs"], (n, classes)) as probs:
+    with single_threaded(), atomic_memmap(written["probs"], (n, classes)) as probs:
         for start in range(0, n, batch_size):
             chunk = torch.from_numpy(np.array(embeddings[start : start + batch_size]))
             probs[start : start + len(chunk)] = torch.softmax(classifier.head(chunk), dim=1).numpy()
     if classifier.settings.dropout > 0 and mc_samples > 0:
         written["mc_probs"] = folder / "mc_probs.npy"
-        _write_mc_probs(classifier, embeddings, written["mc_probs"], batch_size, mc_samples, seed)
+        with single_threaded():
+            _write_mc_probs(classifier, embeddings, written["mc_probs"], batch_size, mc_samples, seed)
     return written
 
 

@@ -19,7 +19,7 @@ from alcycle.backbones import build_backbone
 from alcycle.checkpoints import save_model
 from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
 from alcycle.features import describe, open_embeddings, pretrained_backbone
-from alcycle.head import HeadOnly, RefreshFromEmbeddings, Rows
+from alcycle.head import HeadOnly, RefreshFromEmbeddings, Rows, single_threaded
 from alcycle.fileio import atomic_write_csv
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
@@ -168,7 +168,8 @@ def fit_head(model: Classifier, features: np.ndarray, targets: np.ndarray, param
     if refresh is not None:
         loaders["pool"] = _loader(Rows(refresh.embeddings, refresh.pool_rows), params, stream=rng.POOL_LOADER)
         callbacks.append(refresh)
-    lightning_fit(HeadOnly(model), loaders, max_steps=params.train.steps, callbacks=callbacks)
+    with single_threaded():
+        lightning_fit(HeadOnly(model), loaders, max_steps=params.train.steps, callbacks=callbacks)
     return model.eval()
 
 
