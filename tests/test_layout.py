@@ -19,7 +19,7 @@ def test_root_project_is_the_rendered_mnist_project():
 
 def test_stage_names_match_modules_and_commands():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(stages) == ["prepare", "pretrain", "pretrain-vit", "label-import", "train", "extract", "evaluate",
+    assert list(stages) == ["prepare", "pretrain", "pretrain-vit", "embed", "label-import", "train", "extract", "evaluate",
                             "select"]
     for name, stage in stages.items():
         module = name.replace("-", "_")
@@ -36,7 +36,7 @@ def test_pipeline_paths_are_layout_paths():
 
     outs = set().union(*(paths(s.get("outs", []) + s.get("metrics", []) + s.get("plots", [])) for s in stages.values()))
     expected = {layout.prepared, layout.truth.parent, layout.labeled, layout.pretrained, layout.vit, layout.model,
-                layout.pseudo_labels, layout.extracted,
+                layout.pseudo_labels, layout.extracted, layout.features,
                 layout.metrics, layout.confusion, layout.mlflow_run, layout.queries, layout.queries_labelstudio,
                 layout.queries_cvat, layout.labelstudio_config, layout.import_report}
     assert outs == {p.as_posix() for p in expected}

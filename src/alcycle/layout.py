@@ -80,6 +80,12 @@ class Layout:
         return self.root / "models" / "vit.pt"
 
     @property
+    def features(self) -> Path:
+        """embeddings.npy (N, D), the frozen backbone's features of every manifest row, and
+        source.json naming that backbone (or saying the backbone is not frozen)."""
+        return self.root / "data" / "features"
+
+    @property
     def model(self) -> Path:
         """The classifier: weights, hyperparameters, classes and the ids it was trained on."""
         return self.root / "models" / "model.pt"

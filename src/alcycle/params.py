@@ -204,6 +204,12 @@ class TrainParams:
                  + _choice("train.semi_supervised", self.semi_supervised, SEMI_SUPERVISED))
         if self.freeze_backbone and self.init != "pretrained":
             found.append("'train.freeze_backbone' needs 'train.init: pretrained' (frozen random features)")
+        if self.freeze_backbone and self.augment:
+            found.append("'train.augment' cannot apply with 'train.freeze_backbone': the frozen features are "
+                         "computed once, from the unshifted images; set 'train.augment: false'")
+        if self.freeze_backbone and self.loss_prediction.fit:
+            found.append("'train.loss_prediction.fit' needs the backbone's feature maps, which a frozen backbone "
+                         "never computes while training; set 'train.freeze_backbone: false' or 'fit: false'")
         if not 0.0 <= self.dropout < 1.0:
             found.append(f"'train.dropout' is {self.dropout}; use 0 <= p < 1")
         return found + _at_least_one(train__steps=self.steps, train__batch_size=self.batch_size) + _sections(self)

@@ -4,33 +4,54 @@ probs.npy (N, C) and embeddings.npy (N, D) always; mc_probs.npy (N, T, C) when t
 model has dropout (``extract.mc_samples`` passes, for BALD) and predicted_loss.npy (N,)
 when it has a loss prediction module (for Learning Loss). Row i belongs to manifest
 row i. These arrays are what every strategy and the evaluation read.
+
+With a frozen backbone the embeddings are embed's (``data/features``), never copied
+here: only the head runs, over them, chunk by chunk (O(chunk) in memory).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from alcycle.features import open_embeddings
 from alcycle.fileio import atomic_save_npy
+from alcycle.head import write_head_outputs
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.checkpoints import load_model
+from alcycle.classifier import Classifier
 from alcycle.inference import predict_all
 from alcycle.params import Params
 
 _L = Layout()
 STAGE = Stage(
     name="extract",
-    deps=(_L.model, _L.pixels),
+    # data/features: a frozen backbone's embeddings, which only the head reads then.
+    deps=(_L.model, _L.pixels, _L.features),
     params=("seed", "extract"),
     outs=(cached(_L.extracted),),
-    code=("checkpoints.py", "backbones", "classifier.py", "loss_prediction.py", "inference.py", "rng.py"),
+    code=("checkpoints.py", "backbones", "classifier.py", "loss_prediction.py", "inference.py", "rng.py", "features.py",
+          "head.py"),
 )
 
 
 def run(layout: Layout, params: Params) -> dict[str, np.ndarray]:
-    model, _ = load_model(layout.model)
+    model, saved = load_model(layout.model)
+    if model.settings.freeze_backbone:
+        return run_frozen(layout, params, model, saved["backbone"]["name"])
     pixels = np.load(layout.pixels, mmap_mode="r")
     outputs = predict_all(model, pixels, params.extract.batch_size, params.extract.mc_samples, params.seed)
     for name, array in outputs.items():
         atomic_save_npy(layout.extracted / f"{name}.npy", array)
     return outputs
+
+
+def run_frozen(layout: Layout, params: Params, model: Classifier, backbone: str) -> dict[str, np.ndarray]:
+    """The head's outputs over embed's features of ``backbone``, as read-only memory maps; the backbone never runs."""
+    manifest_rows = len(np.load(layout.pixels, mmap_mode="r"))  # the header only
+    embeddings = open_embeddings(layout.features, {"frozen": True, "backbone": backbone}, manifest_rows)
+    # An embeddings.npy left by an earlier unfrozen run would be a stale second copy of the features.
+    (layout.extracted / "embeddings.npy").unlink(missing_ok=True)
+    written = write_head_outputs(model, embeddings, layout.extracted, params.extract.batch_size,
+                                 params.extract.mc_samples, params.seed)
+    return {name: np.load(path, mmap_mode="r") for name, path in written.items()}

@@ -32,9 +32,11 @@ from alcycle.strategies import SelectionContext, needs, select, settings_section
 _L = Layout()
 STAGE = Stage(
     name="select",
-    deps=(_L.extracted, _L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.vit),
-    # classes: the labeling config and the model's guess in the Label Studio tasks name them.
-    params=("seed", "classes", "select"),
+    # data/features: the embeddings, when the backbone is frozen (extract then writes none).
+    deps=(_L.extracted, _L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.vit, _L.features),
+    # classes: the labeling config and the model's guess in the Label Studio tasks name them;
+    # train.freeze_backbone: where the embeddings are.
+    params=("seed", "classes", "select", "train.freeze_backbone"),
     # The batch and its labeling-tool files are committed with the cycle, so none is cached.
     outs=tuple(committed(path) for path in (_L.queries, _L.queries_labelstudio, _L.queries_cvat,
                                             _L.labelstudio_config)),
@@ -128,6 +130,13 @@ def load_inputs(layout: Layout, params: Params, strategy: str) -> dict[str, Any]
             return np.load(path)
         return load
 
+    def frozen_embeddings() -> np.ndarray:
+        path = layout.features / "embeddings.npy"
+        if not path.exists():
+            raise MissingInputError(f"strategy '{strategy}' needs {path}, which embed writes when "
+                                    f"train.freeze_backbone is true")
+        return np.load(path, mmap_mode="r")  # the strategy's pool slice is the only copy
+
     def vit() -> Any:
         from alcycle.vit import load_vit
 
@@ -135,7 +144,7 @@ def load_inputs(layout: Layout, params: Params, strategy: str) -> dict[str, Any]
 
     loaders: dict[str, Callable[[], Any]] = {
         "probs": extracted("probs", "every cycle"),
-        "embeddings": extracted("embeddings", "every cycle"),
+        "embeddings": frozen_embeddings if params.train.freeze_backbone else extracted("embeddings", "every cycle"),
         "mc_probs": extracted("mc_probs", "when the model has dropout (train.dropout > 0)"),
         "predicted_loss": extracted("predicted_loss", "when the model has a loss prediction module"),
         "pixels": lambda: np.load(layout.pixels, mmap_mode="r"),

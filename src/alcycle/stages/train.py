@@ -16,12 +16,14 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from alcycle import rng
 from alcycle.backbones import build_backbone
-from alcycle.checkpoints import load_backbone_weights, save_model
+from alcycle.checkpoints import save_model
 from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
+from alcycle.features import describe, open_embeddings, pretrained_backbone
+from alcycle.head import HeadOnly, RefreshFromEmbeddings, Rows, single_threaded
 from alcycle.fileio import atomic_write_csv
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
-from alcycle.params import Params, ParamsError
+from alcycle.params import Params
 from alcycle.pool import class_index, cycle_number, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.training import lightning_fit
 from alcycle.methods import SEMI_SUPERVISED
@@ -31,13 +33,14 @@ _L = Layout()
 STAGE = Stage(
     name="train",
     # data/annotations: the cycle number (CEAL's threshold) is the number of batches.
-    deps=(_L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.pretrained),
+    # data/features: with a frozen backbone only the head trains, on embed's cached features.
+    deps=(_L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.pretrained, _L.features),
     # Not select: a strategy switch re-runs only extract onwards (train.loss_prediction.fit
     # says whether to fit the module learning_loss reads; params.py checks it against the strategy).
     params=("seed", "classes", "train"),
     outs=(cached(_L.model), cached(_L.pseudo_labels)),
     code=("backbones", "classifier.py", "augment.py", "loss_prediction.py", "training.py", "inference.py",
-          "checkpoints.py", "rng.py", "semi.py", "propagation.py", "faiss_ops.py"),
+          "checkpoints.py", "rng.py", "semi.py", "propagation.py", "faiss_ops.py", "features.py", "head.py"),
 )
 
 
@@ -57,7 +60,7 @@ def build_classifier(params: Params, in_channels: int) -> Classifier:
     return Classifier(build_backbone(tp.backbone, in_channels), settings)
 
 
-def _loader(data: TensorDataset, params: Params, stream: int) -> DataLoader:
+def _loader(data: TensorDataset | Rows, params: Params, stream: int) -> DataLoader:
     """Draws with replacement, so the step count does not depend on how many items there are."""
     tp = params.train
     generator = rng.loader_generator(params.seed, stream)
@@ -102,17 +105,15 @@ def initial_model(layout: Layout, params: Params, in_channels: int) -> Classifie
     """
     model = build_classifier(params, in_channels)
     if params.train.init == "pretrained":
-        saved = torch.load(layout.pretrained, map_location="cpu", weights_only=True)
-        if saved["method"] == "none" or saved["backbone"] != params.train.backbone:
-            raise ParamsError(f"{layout.pretrained} holds no {params.train.backbone} weights "
-                             f"(pretrain.method {saved['method']!r}); run the pretrain stage for this backbone")
-        load_backbone_weights(model.backbone, saved["state_dict"])
+        pretrained_backbone(layout.pretrained, params.train.backbone, in_channels, into=model.backbone)
     return model
 
 
 def run(layout: Layout, params: Params) -> Classifier:
     """Train on the labeled pool and write ``layout.model`` (and the pseudo-labels used, if any)."""
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
+    if params.train.freeze_backbone:
+        return run_frozen(layout, params)
     manifest = read_manifest(layout.manifest)
     labeled = read_labeled(layout.labeled)
     pixels = np.load(layout.pixels, mmap_mode="r")
@@ -154,3 +155,54 @@ def _write_pseudo_labels(layout, manifest, pool_rows, refresh, classes) -> None:
             "weight": np.round(refresh.latest.weights[used], 6),
         })
     atomic_write_csv(layout.pseudo_labels, table)
+
+
+def fit_head(model: Classifier, features: np.ndarray, targets: np.ndarray, params: Params,
+             refresh: RefreshFromEmbeddings | None = None) -> Classifier:
+    """``fit`` for a frozen backbone: train ``model``'s head for ``train.steps`` steps on its
+    features (n, D) and ``targets`` (n,), never running the backbone. The same loaders,
+    steps and dropout draws as ``fit``; ``refresh`` reads the pool's cached features."""
+    loaders = {"labeled": _loader(TensorDataset(torch.from_numpy(np.array(features)), torch.from_numpy(targets)),
+                                  params, stream=rng.LABELED_LOADER)}
+    callbacks = []
+    if refresh is not None:
+        loaders["pool"] = _loader(Rows(refresh.embeddings, refresh.pool_rows), params, stream=rng.POOL_LOADER)
+        callbacks.append(refresh)
+    with single_threaded():
+        lightning_fit(HeadOnly(model), loaders, max_steps=params.train.steps, callbacks=callbacks)
+    return model.eval()
+
+
+def run_frozen(layout: Layout, params: Params) -> Classifier:
+    """``run`` with ``train.freeze_backbone``: the pretrained backbone and a head fitted on embed's
+    features of the labeled rows (and of the pool, under pseudo-labels); ``model.pt`` is whole."""
+    manifest = read_manifest(layout.manifest)
+    labeled = read_labeled(layout.labeled)
+    embeddings = open_embeddings(layout.features, describe(layout.pretrained, params.train.backbone), len(manifest))
+    in_channels = np.load(layout.pixels, mmap_mode="r").shape[1]  # the header only
+    schedule = pseudo_labeller(params, cycle_number(layout.annotations))
+    pool_rows = split_rows(manifest, "pool")
+    refresh = None
+    with rng.seeded(params.seed):  # as in ``run``: initialisation, then training-time dropout
+        model = initial_model(layout, params, in_channels)
+        if len(labeled):
+            rows = rows_of(manifest, labeled["id"])
+            targets = class_index(params.classes, labeled["label"])
+            if schedule is not None:
+                refresh = RefreshFromEmbeddings(schedule.labeller, embeddings, pool_rows,
+                                                _pool_labels(pool_rows, rows, targets), schedule.every,
+                                                from_start=True)  # the features are pretrained ones
+            fit_head(model, embeddings[rows], targets, params, refresh)
+    save_model(layout.model, model, labeled["id"].tolist(), params.classes)
+    _write_pseudo_labels(layout, manifest, pool_rows, refresh, params.classes)
+    return model
+
+
+def _pool_labels(pool_rows: np.ndarray, labeled_rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N_pool,) int64: each pool row's class index, -1 where unlabeled (``pool_rows`` is sorted)."""
+    labels = np.full(len(pool_rows), -1, dtype=np.int64)
+    positions = np.searchsorted(pool_rows, labeled_rows)
+    if not np.array_equal(pool_rows[np.minimum(positions, len(pool_rows) - 1)], labeled_rows):
+        raise KeyError("a labeled item is not in the pool split")  # as ``_refresh``'s lookup would
+    labels[positions] = targets
+    return labels

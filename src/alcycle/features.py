@@ -1,0 +1,109 @@
+"""The pool's features under a frozen backbone: computed once per backbone, read every cycle.
+
+``embed`` writes ``embeddings.npy`` (N, D) float32, row i = manifest row i, and
+``source.json``, which names the backbone and the digest of the weights they came
+from; ``train`` and ``extract`` then run only the head over them (``alcycle.head``).
+Without a frozen backbone the folder holds ``source.json`` alone, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+from alcycle.backbones import Backbone, build_backbone
+from alcycle.checkpoints import load_backbone_weights
+from alcycle.classifier import Classifier
+from alcycle.errors import BadFileError, MissingInputError, ParamsError
+from alcycle.fileio import atomic_write_text, file_digest
+
+EMBEDDINGS = "embeddings.npy"
+SOURCE = "source.json"
+
+
+def pretrained_backbone(path: Path, name: str, in_channels: int, into: nn.Module | None = None) -> nn.Module:
+    """Backbone ``name`` holding the weights of the pretrain stage's file ``path`` (into ``into`` when given)."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved["method"] == "none" or saved["backbone"] != name:
+        raise ParamsError(f"{path} holds no {name} weights "
+                          f"(pretrain.method {saved['method']!r}); run the pretrain stage for this backbone")
+    backbone = into if into is not None else build_backbone(name, in_channels)
+    load_backbone_weights(backbone, saved["state_dict"])
+    return backbone
+
+
+@contextmanager
+def atomic_memmap(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> Iterator[np.ndarray]:
+    """A writable ``.npy`` memory map that becomes ``path`` only when the block ends without error.
+
+    It is filled in place (O(chunk) in memory, O(prod(shape)) on disk) in a temporary
+    file of the same folder, then renamed, so a reader never sees half an array.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        yield array
+        array.flush()
+        del array
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@torch.inference_mode()
+def write_embeddings(backbone: nn.Module, pixels: np.ndarray, path: Path, batch_size: int) -> tuple[int, int]:
+    """The backbone's features (N, D) float32 of uint8 ``pixels`` (N, C, H, W), written to ``path``.
+
+    One batch of pixels and of features at a time: O(batch) in memory, O(N·D) on disk.
+    Returns (N, D).
+    """
+    was_training = backbone.training
+    backbone.eval()  # batch-norm statistics as stored, as in the classifier's frozen backbone
+    dim = cast(Backbone, backbone).out_dim
+    with atomic_memmap(path, (len(pixels), dim)) as out:
+        for start in range(0, len(pixels), batch_size):
+            batch = torch.from_numpy(np.array(pixels[start : start + batch_size]))  # a copy, even of a memmap
+            out[start : start + len(batch)] = backbone(Classifier.to_input(batch)).numpy()
+    backbone.train(was_training)
+    return len(pixels), dim
+
+
+def describe(pretrained: Path, backbone: str) -> dict[str, Any]:
+    """What identifies a set of features: the backbone's name and the digest of its weights file."""
+    return {"frozen": True, "backbone": backbone, "pretrained_sha256": file_digest(pretrained)}
+
+
+def write_source(folder: Path, source: dict[str, Any]) -> None:
+    atomic_write_text(folder / SOURCE, json.dumps(source, indent=1, sort_keys=True) + "\n")
+
+
+def open_embeddings(folder: Path, expected: dict[str, Any], rows: int) -> np.ndarray:
+    """The cached features (rows, D) as a read-only memory map, after checking they come from
+    the backbone ``expected`` describes (``describe``) and cover ``rows`` manifest rows."""
+    source_path = folder / SOURCE
+    if not source_path.exists() or not (folder / EMBEDDINGS).exists():
+        raise MissingInputError(f"{folder / EMBEDDINGS} is missing; with train.freeze_backbone the embed stage "
+                                f"writes it (run `dvc repro`, or `alcycle embed`)")
+    source = json.loads(source_path.read_text(encoding="utf-8"))
+    stale = {key: (source.get(key), value) for key, value in expected.items() if source.get(key) != value}
+    if stale:
+        found = "; ".join(f"{key}: {have!r}, expected {want!r}" for key, (have, want) in stale.items())
+        raise BadFileError(f"{source_path}: the features come from another backbone ({found}); "
+                           f"run the embed stage again (`dvc repro`)")
+    embeddings = np.load(folder / EMBEDDINGS, mmap_mode="r")
+    if embeddings.ndim != 2 or len(embeddings) != rows or embeddings.dtype != np.float32:
+        raise BadFileError(f"{folder / EMBEDDINGS}: expected float32 ({rows}, D), one row per manifest row; "
+                           f"got {embeddings.dtype} {embeddings.shape}")
+    return embeddings

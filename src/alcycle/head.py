@@ -1,0 +1,156 @@
+"""The classifier's head (dropout + linear) trained and run over cached features (``features.py``).
+
+With a frozen backbone the features of an image never change, so a cycle needs the
+backbone nowhere: ``HeadOnly`` trains the classifier's own ``dropout`` and ``head``
+modules (shared, so the classifier saved afterwards is whole) on rows of the cached
+(N, D) array, with the same loss, optimiser, loaders and random streams as
+``Classifier`` with ``freeze_backbone`` and no augmentation; ``write_head_outputs``
+writes what extract writes, chunk by chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
+from torch.utils.data import Dataset
+
+from alcycle import rng
+from alcycle.classifier import Classifier
+from alcycle.features import atomic_memmap
+from alcycle.semi import PseudoLabeller, PseudoLabels
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Torch's intra-op threads set to one for the block, then restored.
+
+    The head's operations are a few thousand multiply-adds: waking and joining a second
+    thread for each costs far more than the work, and on a shared machine a busy core
+    makes every such join wait (a cycle's head training ran over ten times slower).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class HeadOnly(pl.LightningModule):
+    """Features (B, D) -> dropout -> the classifier's linear head -> logits (B, num_classes)."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        super().__init__()
+        if classifier.loss_module is not None:
+            raise ValueError("a loss prediction module reads the backbone's maps; it cannot train on cached features")
+        self.classifier = classifier  # registered, so its head's parameters are this module's
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier.head(self.classifier.dropout(features))
+
+    def training_step(self, batch: dict[str, list[torch.Tensor]], batch_idx: int) -> torch.Tensor:
+        """``batch["labeled"]`` = (features, targets); ``batch["pool"]`` = (features, pseudo-targets,
+        weights) while pool items train under pseudo-labels (``RefreshFromEmbeddings``)."""
+        features, targets = batch["labeled"]
+        loss = F.cross_entropy(self(features), targets)
+        if "pool" in batch:
+            pool_features, pseudo_targets, weights = batch["pool"]
+            loss = loss + (weights * F.cross_entropy(self(pool_features), pseudo_targets, reduction="none")).mean()
+        self.log("train_loss", loss, prog_bar=False)
+        return loss
+
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        # The classifier's own: SGD over what requires a gradient, which a frozen backbone leaves to the head.
+        return self.classifier.configure_optimizers()
+
+
+class Rows(Dataset):
+    """(``array[rows[i]]`` as a tensor, i): one row read at a time, so a memory map is never copied whole."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
+        self.array, self.rows = array, np.asarray(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return torch.from_numpy(np.array(self.array[self.rows[i]])), i
+
+
+@torch.inference_mode()
+def head_probs(classifier: Classifier, embeddings: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities (N, C) float32 of the head in eval mode over features (N, D); O(batch) beyond the output."""
+    parts = [torch.softmax(classifier.head(torch.from_numpy(np.array(embeddings[s : s + batch_size]))), dim=1)
+             for s in range(0, len(embeddings), batch_size)]
+    return torch.cat(parts).numpy().astype(np.float32) if parts else np.zeros((0, classifier.head.out_features),
+                                                                                   dtype=np.float32)
+
+
+class RefreshFromEmbeddings(pl.Callback):
+    """``semi.RefreshPseudoLabels`` over cached features: every ``every`` steps the labeller gets the
+    head's probabilities over the pool's features and the features themselves (read from the
+    memory map only then: O(N_pool·D) while it labels), and each pool batch its current ones."""
+
+    def __init__(self, labeller: PseudoLabeller, embeddings: np.ndarray, pool_rows: np.ndarray, labels: np.ndarray,
+                 every: int, from_start: bool, batch_size: int = 500) -> None:
+        self.labeller, self.embeddings, self.pool_rows, self.labels = labeller, embeddings, pool_rows, labels
+        self.every, self.from_start, self.batch_size = every, from_start, batch_size
+        self.latest: PseudoLabels | None = None
+
+    def on_train_batch_start(self, trainer: pl.Trainer, model: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step % self.every == 0 and (step > 0 or self.from_start):
+            assert isinstance(model, HeadOnly)
+            pool = np.asarray(self.embeddings[self.pool_rows])
+            self.latest = self.labeller(head_probs(model.classifier, pool, self.batch_size), pool, self.labels)
+        features, rows = batch.pop("pool")
+        if self.latest is not None:
+            batch["pool"] = (features, torch.from_numpy(self.latest.targets)[rows],
+                             torch.from_numpy(self.latest.weights)[rows])
+
+
+@torch.inference_mode()
+def write_head_outputs(classifier: Classifier, embeddings: np.ndarray, folder: Path, batch_size: int,
+                       mc_samples: int = 0, seed: int = 0) -> dict[str, Path]:
+    """extract's arrays from the head over features (N, D): ``probs.npy`` (N, C) and, when the
+    classifier has dropout, ``mc_probs.npy`` (N, T, C) with T = ``mc_samples``.
+
+    Written into memory maps one chunk of ``batch_size`` rows at a time: O(batch) in memory.
+    The dropout masks come pass by pass from ``rng.mc_dropout_generator(seed)``, one (N, D)
+    draw per pass in row order, exactly as ``inference.mc_dropout_probs`` draws them, so the
+    samples equal those of a full forward pass whatever the chunk size.
+    """
+    classifier.eval()
+    n, classes = len(embeddings), classifier.head.out_features
+    written = {"probs": folder / "probs.npy"}
+    with single_threaded(), atomic_memmap(written["probs"], (n, classes)) as probs:
+        for start in range(0, n, batch_size):
+            chunk = torch.from_numpy(np.array(embeddings[start : start + batch_size]))
+            probs[start : start + len(chunk)] = torch.softmax(classifier.head(chunk), dim=1).numpy()
+    if classifier.settings.dropout > 0 and mc_samples > 0:
+        written["mc_probs"] = folder / "mc_probs.npy"
+        with single_threaded():
+            _write_mc_probs(classifier, embeddings, written["mc_probs"], batch_size, mc_samples, seed)
+    return written
+
+
+def _write_mc_probs(classifier: Classifier, embeddings: np.ndarray, path: Path, batch_size: int,
+                    samples: int, seed: int) -> None:
+    """(N, T, C) float32, pass by pass (T = ``samples``), each pass chunk by chunk in row order."""
+    keep = 1.0 - classifier.settings.dropout
+    generator = rng.mc_dropout_generator(seed)
+    n = len(embeddings)
+    with atomic_memmap(path, (n, samples, classifier.head.out_features)) as mc:
+        for t in range(samples):
+            for start in range(0, n, batch_size):
+                chunk = torch.from_numpy(np.array(embeddings[start : start + batch_size]))
+                mask = torch.bernoulli(torch.full_like(chunk, keep), generator=generator) / keep
+                mc[start : start + len(chunk), t] = torch.softmax(classifier.head(chunk * mask), dim=1).numpy()
