@@ -7,9 +7,9 @@ For each N, seeded synthetic inputs are written once as .npy files in a scratch 
 (probs (N, C) from random logits, embeddings (N, D) from 20 Gaussian clusters,
 mc_probs (N, T, C), predicted_loss (N,)), then each strategy runs in a fresh process that
 memory-maps what it needs and selects ``--budget`` items with ``--labeled`` already
-labeled. Printed per strategy: wall time of ``select`` alone, and the process's peak RSS
-beyond the inputs it read (inputs are memory-mapped; pages it touched count towards RSS,
-so the figure is an upper bound on what the strategy itself allocates).
+labeled. Printed per strategy: wall time of ``select`` alone, the process's peak RSS
+(VmHWM), and its growth during ``select`` (inputs are memory-mapped; pages a strategy
+reads count towards RSS, so both are upper bounds on what it allocates).
 The strategies that train a network at selection (vaal, sraal) or run a transformer over
 the images (geal) are not timed here: at these sizes they run on ``select.candidates``.
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -70,13 +69,22 @@ def run_one(folder: Path, strategy: str, budget: int, labeled: int) -> dict:
     is_labeled = np.zeros(n, dtype=bool)
     is_labeled[rng.choice(n, size=labeled, replace=False)] = True
     context = SelectionContext(ids=np.arange(n).astype(str), labeled=is_labeled, **inputs)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = memory_kb("VmHWM")
     start = time.perf_counter()
     selection = select(context, strategy, budget, np.random.default_rng(2))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = memory_kb("VmHWM")
     assert len(selection.rows) == budget and not is_labeled[selection.rows].any()
     return {"strategy": strategy, "seconds": seconds, "peak_mb": peak / 1024, "growth_mb": (peak - before) / 1024}
+
+
+def memory_kb(field: str) -> int:
+    """This process's ``VmHWM`` (peak RSS) or ``VmRSS`` in kB from /proc. Unlike getrusage's
+    ru_maxrss, VmHWM starts afresh at exec, so a child never inherits its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """One campaign cell: the interactive cycle's own stage functions, in-process, with the oracle.
 
-Each cycle runs label-import → train → extract → evaluate → select → oracle on a
-scratch project (``work/<cell>/``) that links the campaign's prepared data and
+After one embed (a frozen backbone's features), each cycle runs label-import → train →
+extract → evaluate → select → oracle on a scratch project (``work/<cell>/``) that links the campaign's prepared data and
 pretrained weights, so a cell is exactly what ``dvc repro`` + ``alcycle oracle``
 would do, minus DVC's bookkeeping between the stages. The cell's result is one JSON
 file: its learning curve, the ids picked at each cycle and how long it took.
@@ -25,7 +25,7 @@ from alcycle.layout import Layout
 from alcycle.oracle import answer
 from alcycle.params import Params
 from alcycle.pool import read_labeled
-from alcycle.stages import evaluate, extract, label_import, select, train
+from alcycle.stages import embed, evaluate, extract, label_import, select, train
 from alcycle.stages.evaluate import flat_params
 
 # The campaign's shared inputs, linked into every cell's scratch project.
@@ -52,6 +52,8 @@ def run_cell(root: Path, campaign: Campaign, cell: Cell, echo: Callable[[str], N
     progress = Progress(root, campaign, cell, echo)
     curve, picks = [], []
     try:
+        # Once per cell, as dvc repro runs it once per backbone: the recipe may freeze it.
+        embed.run(layout, params)
         for cycle in range(campaign.cycles + 2):
             labeled = _train_and_extract(layout, params)
             if cycle > 0:
