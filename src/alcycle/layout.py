@@ -113,7 +113,7 @@ class Layout:
 
     @property
     def queries(self) -> Path:
-        """The next batch to label: id, path (its image under ``query_images``), score, strategy, cycle."""
+        """The next batch to label: id, path (its image, in data/queries/), score, strategy, cycle."""
         return self.root / "data" / "queries.csv"
 
     @property

@@ -8,19 +8,14 @@ may name a class folder) go to ``data/truth``, apart from everything that traini
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from alcycle import pixel_store
 from alcycle.decoding import decode_into
-from alcycle.fileio import atomic_write_csv
+from alcycle.fileio import atomic_write_csv, replacing_folder
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.params import Params, PrepareParams
@@ -56,7 +51,7 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     items = list_items(params.prepare, params.classes)
     keep, split = draw_split(len(items), params.prepare)
     items = [items[row] for row in keep]
-    with _replacing(layout.prepared) as prepared, _replacing(layout.truth.parent) as truth_dir:
+    with replacing_folder(layout.prepared) as prepared, replacing_folder(layout.truth.parent) as truth_dir:
         unreadable = write_pixels(items, prepared / layout.pixels.relative_to(layout.prepared), params.prepare)
         n_read = len(items)
         if unreadable or params.prepare.on_unreadable == "skip":
@@ -160,24 +155,3 @@ def _listing(unreadable: Unreadable) -> str:
 def _skipped_table(unreadable: Unreadable) -> pd.DataFrame:
     rows = [(item.source, "" if item.line is None else str(item.line), reason) for item, reason in unreadable]
     return pd.DataFrame(rows, columns=SKIPPED_COLUMNS, dtype=str)
-
-
-@contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """Yield an empty staging folder beside ``target`` that replaces it whole on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    # mkdtemp makes the folder private (0700); the outputs are as readable as their parent.
-    staging.chmod(target.parent.stat().st_mode & 0o777)
-    try:
-        yield staging
-        if target.exists():
-            retired = staging.with_suffix(".old")
-            os.replace(target, retired)
-            os.replace(staging, target)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
