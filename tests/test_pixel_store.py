@@ -16,14 +16,20 @@ def seeded(shape: tuple[int, ...]) -> np.ndarray:
 
 def test_chunks_written_to_a_store_read_back_exactly(tmp_path: Path) -> None:
     images = seeded((11, 3, 5, 5))
-    store = pixel_store.create(tmp_path / "pixels.npy", images.shape)
-    for start in range(0, 11, 4):  # uneven chunks, the last one short
-        store[start : start + 4] = images[start : start + 4]
-    store.flush()
-    del store
+    with pixel_store.create(tmp_path / "pixels.npy", images.shape) as store:
+        for start in (8, 0, 4):  # uneven chunks in any order, the last one short
+            store[start : start + 4] = images[start : start + 4]
     np.testing.assert_array_equal(np.load(tmp_path / "pixels.npy"), images)  # a plain .npy
     opened = pixel_store.open_pixels(tmp_path / "pixels.npy")
     assert isinstance(opened, np.memmap) and not opened.flags.writeable
+
+
+def test_a_writer_refuses_rows_of_the_wrong_shape_or_type(tmp_path: Path) -> None:
+    with pixel_store.create(tmp_path / "pixels.npy", (4, 1, 2, 2)) as store:
+        with pytest.raises(ValueError, match=r"pixels.npy: rows 2:4 need uint8 \(2, 1, 2, 2\), got uint8 \(2, 1, 3, 2\)"):
+            store[2:4] = np.zeros((2, 1, 3, 2), dtype=np.uint8)
+        with pytest.raises(ValueError, match="got float32"):
+            store[0:1] = np.zeros((1, 1, 2, 2), dtype=np.float32)
 
 
 @pytest.mark.parametrize("budget, expected", [(75, 1), (150, 2), (10, 1), (1 << 20, 13981)])

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import numpy as np
 import torch
 
-from alcycle.pixel_store import rows_per_chunk
+from alcycle.pixel_store import StoreWriter, rows_per_chunk
 from alcycle.sources import Item, UnreadableImageError
 
 CHUNK_BYTES = 4 << 20  # decoded pixels per task: big enough to amortise a task, small enough to bound memory
@@ -33,7 +33,7 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def decode_into(items: Sequence[Item], store: np.ndarray, workers: int | None = None,
+def decode_into(items: Sequence[Item], store: StoreWriter | np.ndarray, workers: int | None = None,
                 chunk: int | None = None) -> tuple[int, Failures]:
     """Decode every item into consecutive rows of ``store`` (N, C, H, W), readable items only,
     in item order; return how many rows were written and each unreadable item's index and reason.

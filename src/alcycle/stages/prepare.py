@@ -111,10 +111,8 @@ def write_pixels(items: list[Item], path: Path, params: PrepareParams) -> Unread
     path). O(N'·C·S²) on disk; O(workers · chunk) images in memory.
     """
     size = params.image_size
-    store = pixel_store.create(path, (len(items), params.channels, size, size))
-    written, failures = decode_into(items, store)
-    store.flush()
-    del store  # unmaps it before a shorter copy replaces the file
+    with pixel_store.create(path, (len(items), params.channels, size, size)) as store:
+        written, failures = decode_into(items, store)
     if 0 < written < len(items) and params.on_unreadable == "skip":
         pixel_store.keep_first(path, written)
     unreadable = [(items[index], reason) for index, reason in failures]
