@@ -37,7 +37,7 @@ class StoreWriter:
                              f"got {rows.dtype} {rows.shape}")
         if start == stop:
             return
-        data = memoryview(np.ascontiguousarray(rows)).cast("B")
+        data = np.ascontiguousarray(rows).data.cast("B")
         position = self._offset + start * self._row_bytes
         while data:  # pwrite may write less than asked
             done = os.pwrite(self._fd, data, position)

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from alcycle import pixel_store, rng
 from alcycle.backbones import build_backbone
@@ -57,7 +57,7 @@ def build_classifier(params: Params, in_channels: int) -> Classifier:
     return Classifier(build_backbone(tp.backbone, in_channels), settings)
 
 
-def _loader(data: Dataset, params: Params, stream: int) -> DataLoader:
+def _loader(data: TensorDataset | PoolRows, params: Params, stream: int) -> DataLoader:
     """Draws with replacement, so the step count does not depend on how many items there are."""
     tp = params.train
     generator = rng.loader_generator(params.seed, stream)
