@@ -6,9 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from test_select import PIXELS, tiny_project
 from torchvision.io import decode_png, read_file
 
+from alcycle.annotations.matching import ItemMatcher
+from alcycle.annotations.records import Annotation
+from alcycle.pool import read_manifest
 from alcycle.stages import select as select_stage
 
 
@@ -38,3 +42,16 @@ def test_the_next_batch_replaces_the_previous_images(tmp_path: Path) -> None:
     written = sorted(p.relative_to(layout.root).as_posix() for p in layout.query_images.rglob("*.png"))
     assert written == sorted(queries["path"])
     assert sorted(p.name for p in layout.query_images.parent.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("reference", [
+    "/data/local-files/?d=data/queries/images/d.png",  # a task select writes now
+    "/data/local-files/?d=data/prepared/images/d.png",  # a task from before: stored batches keep matching
+    "data/queries/images/d.png",  # CVAT, from queries.cvat.txt
+    "/data/upload/1/0badc0de-d.png",  # a Label Studio upload
+])
+def test_exported_image_references_match_the_queried_item(tmp_path: Path, reference: str) -> None:
+    layout, params = tiny_project(tmp_path, labeled=True)
+    select_stage.run(layout, params)
+    matcher = ItemMatcher(read_manifest(layout.manifest))
+    assert matcher.item_of(tmp_path / "export.json", Annotation(reference, "file", "cat", "task 1")) == "d"
