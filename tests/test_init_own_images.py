@@ -72,7 +72,11 @@ def test_a_cycle_on_own_images(tmp_path):
     changed = {line[3:] for line in sh(project, "git", "status", "--porcelain", "-uall").splitlines()}
     batches = {name for name in changed if name.startswith("data/annotations/")}
     assert len(batches) == 1 and re.fullmatch(r"data/annotations/batch-0001-[0-9a-f]{16}\.csv", next(iter(batches)))
-    assert changed - batches == {
+    # select writes the queried images beside the labeling-tool files that point at them.
+    images = {name for name in changed if name.startswith("data/queries/")}
+    queries = pd.read_csv(project / "data/queries.csv", dtype=str)
+    assert images == set(queries["path"]) and len(images) == 3
+    assert changed - batches - images == {
                        "params.yaml", "data/labeled.csv", "data/queries.csv", "metrics/label_import.json",
                        "data/queries.labelstudio.json", "data/queries.cvat.txt", "data/labelstudio.xml", "dvc.lock",
                        "metrics/evaluate.json", "metrics/mlflow_run.json"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,31 @@ def atomic_write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda handle: np.save(handle, array))
+
+
+@contextmanager
+def replacing_folder(target: Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``target`` that replaces it whole on success.
+
+    A failure removes the staging folder and leaves ``target`` as it was, so readers never
+    see a half-written folder and stale files never survive a rebuild.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    # mkdtemp makes the folder private (0700); the outputs are as readable as their parent.
+    staging.chmod(target.parent.stat().st_mode & 0o777)
+    try:
+        yield staging
+        if target.exists():
+            retired = staging.with_suffix(".old")
+            os.replace(target, retired)
+            os.replace(staging, target)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 @contextmanager

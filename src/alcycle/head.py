@@ -20,7 +20,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
-from torch.utils.data import Dataset
 
 from alcycle import rng
 from alcycle.classifier import Classifier
@@ -70,19 +69,6 @@ class HeadOnly(pl.LightningModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         # The classifier's own: SGD over what requires a gradient, which a frozen backbone leaves to the head.
         return self.classifier.configure_optimizers()
-
-
-class Rows(Dataset):
-    """(``array[rows[i]]`` as a tensor, i): one row read at a time, so a memory map is never copied whole."""
-
-    def __init__(self, array: np.ndarray, rows: np.ndarray) -> None:
-        self.array, self.rows = array, np.asarray(rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return torch.from_numpy(np.array(self.array[self.rows[i]])), i
 
 
 @torch.inference_mode()

@@ -21,17 +21,18 @@ class Layout:
 
     @property
     def prepared(self) -> Path:
-        """images/, manifest.csv, pixels.npy (and skipped.csv): the pool as training reads it."""
+        """manifest.csv, pixels.npy (and skipped.csv): the pool as training reads it."""
         return self.root / "data" / "prepared"
 
     @property
     def manifest(self) -> Path:
-        """id, path, split: one row per image, in pixel-array order."""
+        """id, path, split: one row per image, in pixel-array order; ``path`` (images/<id>.png)
+        is where the image lies under ``query_images`` once select has queried it."""
         return self.prepared / "manifest.csv"
 
     @property
     def pixels(self) -> Path:
-        """uint8 (N, C, H, W), row i = manifest row i."""
+        """uint8 (N, C, H, W), row i = manifest row i: a memory-mapped store (``pixel_store``)."""
         return self.prepared / "pixels.npy"
 
     @property
@@ -118,8 +119,14 @@ class Layout:
 
     @property
     def queries(self) -> Path:
-        """The next batch to label: id, path, score, strategy, cycle."""
+        """The next batch to label: id, path (its image, in data/queries/), score, strategy, cycle."""
         return self.root / "data" / "queries.csv"
+
+    @property
+    def query_images(self) -> Path:
+        """The query batch's images as PNG (images/<id>.png, the manifest's path), exactly the
+        pixels the model saw: what Label Studio and CVAT show the annotator."""
+        return self.root / "data" / "queries"
 
     @property
     def queries_labelstudio(self) -> Path:

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import Dataset
 
 from alcycle.classifier import Classifier
 from alcycle.inference import predict
@@ -86,6 +87,25 @@ def ceal(train: TrainParams, num_classes: int, cycle: int) -> Schedule:
     return Schedule(ceal_labeller(ceal_threshold(train.ceal, cycle)), train.ceal.every)
 
 
+class PoolRows(Dataset):
+    """The pool as a dataset of (row of ``pixels``, pool row): each item read when drawn.
+
+    ``pixels`` is (N, C, H, W) images, or (N, D) cached features in frozen-feature mode, and
+    indexable by row, e.g. a ``pixel_store.Rows`` over a memory map, so a loader holds one batch of the pool, never all of it: O(batch)
+    in memory. Yields what ``TensorDataset(pool, arange(N))`` would, so training draws the
+    same batches either way.
+    """
+
+    def __init__(self, pixels: Any) -> None:
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, row: int) -> tuple[torch.Tensor, int]:
+        return torch.from_numpy(np.array(self.pixels[row])), row
+
+
 class RefreshPseudoLabels(pl.Callback):
     """Recompute the pool's pseudo-labels every ``every`` steps with the model being trained,
     and give each step's pool batch its current ones.
@@ -95,10 +115,11 @@ class RefreshPseudoLabels(pl.Callback):
     pseudo-labels yet, so the model reads them from its batch alone. It is done here, not
     in the dataset, because the loader fetches a batch ahead, before the step's refresh.
     ``from_start`` also labels before the first step: worth it when the model starts from
-    pretrained features, not from random ones.
+    pretrained features, not from random ones. ``pool_pixels`` (N, C, H, W) is read in
+    batches (``PoolRows``, ``inference.predict``), never copied whole.
     """
 
-    def __init__(self, labeller: PseudoLabeller, pool_pixels: np.ndarray, labels: np.ndarray,
+    def __init__(self, labeller: PseudoLabeller, pool_pixels: Any, labels: np.ndarray,
                  every: int, from_start: bool, batch_size: int = 500) -> None:
         self.labeller, self.pool_pixels, self.labels = labeller, pool_pixels, labels
         self.every, self.from_start, self.batch_size = every, from_start, batch_size

@@ -23,6 +23,7 @@ MANIFEST = pd.DataFrame({
 PROBS = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4], [0.55, 0.45], [0.5, 0.5]], dtype=np.float32)
 EMBEDDINGS = np.array([[0.0], [1.0], [5.0], [2.0], [9.0]], dtype=np.float32)
 INPUTS = {"probs": PROBS, "embeddings": EMBEDDINGS}
+PIXELS = np.random.default_rng(0).integers(0, 256, (5, 3, 4, 4), dtype=np.uint8)  # one image per MANIFEST row
 
 
 def test_entropy_batch_skips_labeled_and_test_items():
@@ -57,6 +58,7 @@ def tiny_project(tmp_path: Path, labeled: bool, **params_overrides: str) -> tupl
         "  budget: 20": "  budget: 2", **params_overrides}))
     layout.prepared.mkdir(parents=True)
     MANIFEST.to_csv(layout.manifest, index=False)
+    np.save(layout.pixels, PIXELS)
     if labeled:
         layout.annotations.mkdir(parents=True)
         (layout.annotations / "batch-0001.csv").write_text("id,label\na,cat\n")
@@ -90,7 +92,7 @@ def test_labeling_tool_files_carry_the_models_guess(tmp_path):
 [
   {{
     "data": {{
-      "image": "/data/local-files/?d=data/prepared/images/d.png",
+      "image": "/data/local-files/?d=data/queries/images/d.png",
       "alcycle_id": "d"
     }},
     "predictions": [
@@ -114,7 +116,7 @@ def test_labeling_tool_files_carry_the_models_guess(tmp_path):
   }},
   {{
     "data": {{
-      "image": "/data/local-files/?d=data/prepared/images/c.png",
+      "image": "/data/local-files/?d=data/queries/images/c.png",
       "alcycle_id": "c"
     }},
     "predictions": [
@@ -140,7 +142,7 @@ def test_labeling_tool_files_carry_the_models_guess(tmp_path):
 """
     tasks = json.loads(layout.queries_labelstudio.read_text())
     assert isinstance(tasks, list) and [t["data"]["alcycle_id"] for t in tasks] == queries["id"].tolist()
-    assert layout.queries_cvat.read_text() == "data/prepared/images/d.png\ndata/prepared/images/c.png\n"
+    assert layout.queries_cvat.read_text() == "data/queries/images/d.png\ndata/queries/images/c.png\n"
     assert layout.labelstudio_config.read_text() == LABELSTUDIO_XML
 
 
@@ -151,7 +153,7 @@ def test_cycle_zero_tasks_have_no_prediction_and_the_url_prefix_comes_from_param
     queries = select_stage.run(layout, params)
     assert queries["strategy"].unique().tolist() == ["random"] and len(queries) == 2
     tasks = json.loads(layout.queries_labelstudio.read_text())
-    assert tasks == [{"data": {"image": f"http://127.0.0.1:8081/data/prepared/images/{i}.png", "alcycle_id": i}}
+    assert tasks == [{"data": {"image": f"http://127.0.0.1:8081/data/queries/images/{i}.png", "alcycle_id": i}}
                      for i in queries["id"]]
     assert layout.queries_cvat.read_text() == "".join(f"{p}\n" for p in queries["path"])
     assert layout.labelstudio_config.read_text() == LABELSTUDIO_XML

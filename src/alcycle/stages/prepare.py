@@ -1,28 +1,26 @@
-"""prepare: materialise the pool as PNG files, a manifest and one pixel array.
+"""prepare: decode the pool into one memory-mapped pixel array and a manifest.
 
-The ground truth and the original paths (which may name a class folder) go to
-``data/truth``, apart from everything that training reads.
+Images are decoded in parallel and streamed into the store (``pixel_store``), so memory
+does not grow with the pool; no per-image copy is written (``select`` writes the query
+batch's own images for the labeling tools). The ground truth and the original paths (which
+may name a class folder) go to ``data/truth``, apart from everything that training reads.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from torchvision.io import write_png
 
-from alcycle.fileio import atomic_save_npy, atomic_write_csv
+from alcycle import pixel_store
+from alcycle.decoding import decode_into
+from alcycle.fileio import atomic_write_csv, replacing_folder
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.params import Params, PrepareParams
 from alcycle.pool import MANIFEST_COLUMNS
-from alcycle.sources import IMAGE_EXTENSIONS, Item, SourceError, UnreadableImageError, list_items
+from alcycle.sources import IMAGE_EXTENSIONS, Item, SourceError, list_items
 
 _L = Layout()
 STAGE = Stage(
@@ -31,10 +29,10 @@ STAGE = Stage(
     reads_dataset=True,
     params=("classes", "prepare"),
     outs=(cached(_L.prepared), cached(_L.truth_folder)),
-    code=("sources",),
+    code=("sources", "decoding.py", "pixel_store.py"),
 )
 
-IMAGES = "images"  # folder of PNG files inside layout.prepared
+IMAGES = "images"  # the manifest's path is images/<id>.png, under the folder select writes (layout.query_images)
 SOURCES_CSV = "sources.csv"  # beside layout.truth: id -> original path
 SKIPPED_COLUMNS = ["path", "line", "reason"]  # layout.skipped; line: the CSV manifest's, else empty
 LISTED = 20  # unreadable images an error names one by one; it counts the rest
@@ -43,7 +41,7 @@ Unreadable = list[tuple[Item, str]]  # each unreadable item with the decoder's r
 
 
 def run(layout: Layout, params: Params) -> pd.DataFrame:
-    """Write images, manifest and pixels under ``layout.prepared`` and the truth; return the manifest.
+    """Write the pixels and manifest under ``layout.prepared`` and the truth; return the manifest.
 
     Both folders are rebuilt from scratch in staging folders and swapped in at the end,
     so a failed run leaves the previous outputs whole and stale files never survive.
@@ -53,8 +51,8 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     items = list_items(params.prepare, params.classes)
     keep, split = draw_split(len(items), params.prepare, np.array([i.split for i in items], dtype=object))
     items = [items[row] for row in keep]
-    with _replacing(layout.prepared) as prepared, _replacing(layout.truth.parent) as truth_dir:
-        pixels, unreadable = write_images(items, prepared / IMAGES, params.prepare)
+    with replacing_folder(layout.prepared) as prepared, replacing_folder(layout.truth.parent) as truth_dir:
+        unreadable = write_pixels(items, prepared / layout.pixels.relative_to(layout.prepared), params.prepare)
         n_read = len(items)
         if unreadable or params.prepare.on_unreadable == "skip":
             items, split = _leave_out(unreadable, items, split, params.prepare, layout)
@@ -62,7 +60,6 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
             atomic_write_csv(prepared / layout.skipped.relative_to(layout.prepared), _skipped_table(unreadable))
         manifest, truth, sources = _tables(items, split)
         atomic_write_csv(prepared / layout.manifest.relative_to(layout.prepared), manifest)
-        atomic_save_npy(prepared / layout.pixels.relative_to(layout.prepared), pixels)
         atomic_write_csv(truth_dir / layout.truth.name, truth)
         atomic_write_csv(truth_dir / SOURCES_CSV, sources)
     if params.prepare.on_unreadable == "skip":
@@ -132,30 +129,21 @@ def _proportional(given: np.ndarray, size: int, rng: np.random.Generator) -> np.
     return np.sort(np.concatenate(drawn)).astype(np.int64)
 
 
-def write_images(items: list[Item], folder: Path, params: PrepareParams) -> tuple[np.ndarray, Unreadable]:
-    """Decode every item and write ``folder/<id>.png``.
+def write_pixels(items: list[Item], path: Path, params: PrepareParams) -> Unreadable:
+    """Decode every item, in parallel, into the pixel store at ``path``.
 
-    Returns uint8 (N', C, S, S) of the N' readable items in item order, and the others with
-    the decoder's reason, sorted by where the user finds them (CSV line, then path).
+    The store holds uint8 (N', C, S, S): the N' readable items in item order. Returns the
+    others with the decoder's reason, sorted by where the user finds them (CSV line, then
+    path). O(N'·C·S²) on disk; O(workers · chunk) images in memory.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     size = params.image_size
-    pixels = np.empty((len(items), params.channels, size, size), dtype=np.uint8)
-    written, unreadable = 0, []
-    for item in items:
-        try:
-            image = item.load()
-        except UnreadableImageError as error:
-            # Read on: one run names every broken file, so they are fixed in one go.
-            unreadable.append((item, error.reason))
-            continue
-        # Plain writes: the whole staging folder is swapped in at once, which is cheaper
-        # than an fsync per image and just as safe for readers.
-        write_png(image, str(folder / f"{item.id}.png"))
-        pixels[written] = image.numpy()
-        written += 1
+    with pixel_store.create(path, (len(items), params.channels, size, size)) as store:
+        written, failures = decode_into(items, store)
+    if 0 < written < len(items) and params.on_unreadable == "skip":
+        pixel_store.keep_first(path, written)
+    unreadable = [(items[index], reason) for index, reason in failures]
     unreadable.sort(key=lambda pair: (pair[0].line or 0, pair[0].source))
-    return pixels[:written], unreadable
+    return unreadable
 
 
 def _leave_out(
@@ -191,24 +179,3 @@ def _listing(unreadable: Unreadable) -> str:
 def _skipped_table(unreadable: Unreadable) -> pd.DataFrame:
     rows = [(item.source, "" if item.line is None else str(item.line), reason) for item, reason in unreadable]
     return pd.DataFrame(rows, columns=SKIPPED_COLUMNS, dtype=str)
-
-
-@contextmanager
-def _replacing(target: Path) -> Iterator[Path]:
-    """Yield an empty staging folder beside ``target`` that replaces it whole on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    # mkdtemp makes the folder private (0700); the outputs are as readable as their parent.
-    staging.chmod(target.parent.stat().st_mode & 0o777)
-    try:
-        yield staging
-        if target.exists():
-            retired = staging.with_suffix(".old")
-            os.replace(target, retired)
-            os.replace(staging, target)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

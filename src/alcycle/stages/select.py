@@ -2,7 +2,8 @@
 
 The strategy's registry entry says which inputs it reads; this stage loads exactly
 those (extract's arrays, the images, GEAL's transformer, the strategy's settings)
-and never names a strategy. Beside ``queries.csv`` it writes the batch for labeling
+and never names a strategy. Beside ``queries.csv`` it writes the batch's images (the only
+per-image files of the pool, ``layout.query_images``) and the batch for labeling
 tools (``annotations/labelstudio/tasks.py``, ``annotations/cvat/tasks.py``); once a label exists, that reads the class
 probabilities too, whatever the strategy, for the model's guess shown to the annotator.
 
@@ -16,12 +17,14 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
+from torchvision.io import write_png
 
-from alcycle import labeling_tools
+from alcycle import labeling_tools, pixel_store
 from alcycle.errors import MissingInputError
 from alcycle.annotations.cvat import tasks as cvat
 from alcycle.annotations.labelstudio import tasks as labelstudio
-from alcycle.fileio import atomic_write_csv, atomic_write_text
+from alcycle.fileio import atomic_write_csv, atomic_write_text, replacing_folder
 from alcycle.contract import Stage, committed
 from alcycle.layout import Layout
 from alcycle.candidates import candidate_rows
@@ -38,10 +41,11 @@ STAGE = Stage(
     # train.freeze_backbone: where the embeddings are.
     params=("seed", "classes", "select", "train.freeze_backbone"),
     # The batch and its labeling-tool files are committed with the cycle, so none is cached.
-    outs=tuple(committed(path) for path in (_L.queries, _L.queries_labelstudio, _L.queries_cvat,
-                                            _L.labelstudio_config)),
+    # The query images too: annotators open the cycle's commit, and the batch is only budget images.
+    outs=tuple(committed(path) for path in (_L.queries, _L.query_images, _L.queries_labelstudio,
+                                            _L.queries_cvat, _L.labelstudio_config)),
     code=("strategies", "candidates.py", "vit.py", "faiss_ops.py", "training.py", "labeling_tools.py",
-          "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
+          "pixel_store.py", "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
 )
 
 QUERY_COLUMNS = ["id", "path", "score", "strategy", "cycle"]
@@ -170,13 +174,14 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
         params.select.budget,
         rng,
         cycle,
-        layout.prepared.relative_to(layout.root).as_posix(),
+        layout.query_images.relative_to(layout.root).as_posix(),
         params.select.candidates,
         seals_embeddings(layout, params, inputs, labeled=len(labeled) > 0),
     )
     # At cycle 0 the model has seen no label: its guess would only mislead the annotator.
     predicted = predictions(layout, manifest, queries, params.classes) if len(labeled) else None
     atomic_write_csv(layout.queries, queries)
+    write_query_images(layout, manifest, queries)
     write_for_labeling_tools(layout, queries, predicted, params)
     return queries
 
@@ -201,6 +206,22 @@ def predictions(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame,
         raise MissingInputError(f"{path} is missing; extract writes it every cycle (run `dvc repro`)")
     probs = np.load(path, mmap_mode="r")
     return labeling_tools.predicted_classes(probs[rows_of(manifest, queries["id"])], classes)
+
+
+def write_query_images(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame) -> None:
+    """Each queried item's pixels, exactly what the model saw, as a PNG at its manifest path
+    under ``layout.query_images``: the images Label Studio and CVAT show.
+
+    The folder is rebuilt whole, so it holds this batch only. O(budget) images on disk,
+    one in memory.
+    """
+    pixels = pixel_store.open_pixels(layout.pixels)
+    rows = rows_of(manifest, queries["id"])
+    with replacing_folder(layout.query_images) as folder:
+        for row, relative in zip(rows, manifest["path"].to_numpy()[rows]):
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_png(torch.from_numpy(np.array(pixels[row])), str(target))
 
 
 def write_for_labeling_tools(layout: Layout, queries: pd.DataFrame, predicted: list[str] | None,

@@ -14,12 +14,12 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from alcycle import rng
+from alcycle import pixel_store, rng
 from alcycle.backbones import build_backbone
 from alcycle.checkpoints import save_model
 from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
 from alcycle.features import describe, open_embeddings, pretrained_backbone
-from alcycle.head import HeadOnly, RefreshFromEmbeddings, Rows, single_threaded
+from alcycle.head import HeadOnly, RefreshFromEmbeddings, single_threaded
 from alcycle.fileio import atomic_write_csv
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
@@ -27,7 +27,7 @@ from alcycle.params import Params
 from alcycle.pool import class_index, cycle_number, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.training import lightning_fit
 from alcycle.methods import SEMI_SUPERVISED
-from alcycle.semi import RefreshPseudoLabels, Schedule
+from alcycle.semi import PoolRows, RefreshPseudoLabels, Schedule
 
 _L = Layout()
 STAGE = Stage(
@@ -40,7 +40,8 @@ STAGE = Stage(
     params=("seed", "classes", "train"),
     outs=(cached(_L.model), cached(_L.pseudo_labels)),
     code=("backbones", "classifier.py", "augment.py", "loss_prediction.py", "training.py", "inference.py",
-          "checkpoints.py", "rng.py", "semi.py", "propagation.py", "faiss_ops.py", "features.py", "head.py"),
+          "checkpoints.py", "rng.py", "semi.py", "propagation.py", "faiss_ops.py", "features.py", "head.py",
+          "pixel_store.py"),
 )
 
 
@@ -60,7 +61,7 @@ def build_classifier(params: Params, in_channels: int) -> Classifier:
     return Classifier(build_backbone(tp.backbone, in_channels), settings)
 
 
-def _loader(data: TensorDataset | Rows, params: Params, stream: int) -> DataLoader:
+def _loader(data: TensorDataset | PoolRows, params: Params, stream: int) -> DataLoader:
     """Draws with replacement, so the step count does not depend on how many items there are."""
     tp = params.train
     generator = rng.loader_generator(params.seed, stream)
@@ -77,16 +78,16 @@ def fit(
 ) -> Classifier:
     """Train ``model`` for ``train.steps`` steps on uint8 ``pixels`` (n, C, H, W) and ``targets`` (n,).
 
-    With ``refresh``, every step also takes a batch of the pool (pixels, rows), which
-    ``refresh`` gives its current pseudo-labels. Training-time dropout and the loaders'
+    With ``refresh``, every step also takes a batch of the pool (pixels, rows), read from
+    ``refresh.pool_pixels`` when drawn, which ``refresh`` gives its current pseudo-labels. Training-time dropout and the loaders'
     base seeds draw from torch's global generator: ``run`` seeds it (``rng.seeded``).
     """
     loaders = {"labeled": _loader(TensorDataset(torch.from_numpy(np.array(pixels)), torch.from_numpy(targets)),
                                   params, stream=rng.LABELED_LOADER)}
     callbacks = []
     if refresh is not None:
-        pool = torch.from_numpy(np.array(refresh.pool_pixels))
-        loaders["pool"] = _loader(TensorDataset(pool, torch.arange(len(pool))), params, stream=rng.POOL_LOADER)
+        # Each pool batch is read from the store when drawn: the pool is never copied whole.
+        loaders["pool"] = _loader(PoolRows(refresh.pool_pixels), params, stream=rng.POOL_LOADER)
         callbacks.append(refresh)
     lightning_fit(model, loaders, max_steps=params.train.steps, callbacks=callbacks)
     return model.eval()
@@ -139,7 +140,8 @@ def _refresh(schedule, pixels, manifest, pool_rows, labeled_rows, targets, param
     labels = np.full(len(pool_rows), -1, dtype=np.int64)
     position = {row: i for i, row in enumerate(pool_rows)}
     labels[[position[r] for r in labeled_rows]] = targets
-    return RefreshPseudoLabels(schedule.labeller, pixels[pool_rows], labels, schedule.every,
+    # A lazy view: pixels[pool_rows] would copy every pool image out of the memory map.
+    return RefreshPseudoLabels(schedule.labeller, pixel_store.Rows(pixels, pool_rows), labels, schedule.every,
                                from_start=params.train.init == "pretrained")
 
 
@@ -166,7 +168,8 @@ def fit_head(model: Classifier, features: np.ndarray, targets: np.ndarray, param
                                   params, stream=rng.LABELED_LOADER)}
     callbacks = []
     if refresh is not None:
-        loaders["pool"] = _loader(Rows(refresh.embeddings, refresh.pool_rows), params, stream=rng.POOL_LOADER)
+        pool = PoolRows(pixel_store.Rows(refresh.embeddings, refresh.pool_rows))
+        loaders["pool"] = _loader(pool, params, stream=rng.POOL_LOADER)
         callbacks.append(refresh)
     with single_threaded():
         lightning_fit(HeadOnly(model), loaders, max_steps=params.train.steps, callbacks=callbacks)
