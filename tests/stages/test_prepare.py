@@ -322,3 +322,47 @@ def test_skip_fails_when_no_pool_image_is_readable(tmp_path: Path) -> None:
         (tmp_path / "images" / f"{k}.png").write_bytes(b"broken")
     with pytest.raises(SourceError, match="3 of 3 images cannot be read; no pool image is left"):
         run(Layout(tmp_path), make_params(tmp_path, on_unreadable="skip"))
+
+
+def awkward_images(root: Path) -> dict[str, str]:
+    """Valid but unusual files (CMYK JPEG, 16-bit PNG, palette GIF with alpha) and broken ones
+    (zero bytes, a PNG cut in half, text named .jpg), in cat/ and dog/; returns rel -> what it is."""
+    (root / "cat").mkdir(parents=True)
+    (root / "dog").mkdir()
+    Image.new("CMYK", (16, 12), (0, 255, 255, 0)).save(root / "cat/cmyk.jpg", quality=95)
+    Image.fromarray(np.full((12, 16), 40000, dtype=np.uint16)).save(root / "cat/deep.png")
+    Image.new("P", (16, 12), 3).save(root / "dog/palette.gif", transparency=3)
+    Image.new("RGB", (16, 12), (0, 128, 0)).save(root / "dog/ok.png")
+    (root / "dog/empty.png").write_bytes(b"")
+    whole = (root / "dog/ok.png").read_bytes()
+    (root / "cat/cut.png").write_bytes(whole[: len(whole) // 2])
+    (root / "dog/text.jpg").write_bytes(b"hello")
+    return {"cat/cmyk.jpg": "ok", "cat/deep.png": "ok", "dog/palette.gif": "ok", "dog/ok.png": "ok",
+            "dog/empty.png": "broken", "cat/cut.png": "broken", "dog/text.jpg": "broken"}
+
+
+def test_awkward_and_broken_images_are_decoded_or_listed_never_half_stored(tmp_path: Path) -> None:
+    """The issue's list (zero-byte, truncated, not an image, CMYK, 16-bit), through the parallel
+    decoder: the readable ones are stored exactly as one decode gives them, the others are named."""
+    from alcycle.sources.images import load_image
+
+    kinds = awkward_images(tmp_path / "images")
+    broken = sorted(rel for rel, kind in kinds.items() if kind == "broken")
+    layout = Layout(tmp_path)
+    with pytest.raises(SourceError) as error:
+        run(layout, make_params(tmp_path, channels=3, test_fraction=0.0))
+    assert f"{len(broken)} of {len(kinds)} images cannot be read" in str(error.value)
+    assert all(f"\n  {rel}: " in str(error.value) for rel in broken)
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.npy"))
+
+    run(layout, make_params(tmp_path, channels=3, test_fraction=0.0, on_unreadable="skip"))
+    assert sorted(pd.read_csv(layout.skipped)["path"]) == broken
+    manifest = read_manifest(layout.manifest)
+    sources = pd.read_csv(layout.truth.with_name("sources.csv"), dtype=str).set_index("id")["source"]
+    pixels = np.load(layout.pixels)
+    assert len(pixels) == len(manifest) == len(kinds) - len(broken)
+    for row, item_id in enumerate(manifest["id"]):
+        expected = load_image(tmp_path / "images" / sources[item_id], 3, 16).numpy()
+        np.testing.assert_array_equal(pixels[row], expected)
+    cmyk = pixels[list(manifest["id"]).index(next(i for i, s in sources.items() if s == "cat/cmyk.jpg"))]
+    assert cmyk[0].mean() > 200 and cmyk[1].mean() < 60  # CMYK (0, 255, 255, 0) is red in RGB
