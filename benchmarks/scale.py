@@ -1,0 +1,174 @@
+"""Benchmark: every stage of a frozen-feature cycle at 10^4, 10^5 and 10^6 images.
+
+    python benchmarks/scale.py [--n 10000 100000] [--work /tmp/alcycle-scale] [--out FILE.jsonl]
+
+For each N: synthetic 64×64 RGB PNGs in 10 class folders (``synthetic_images.py``; kept
+under ``--work`` and reused), ``alcycle init`` on them (10% test split), and a frozen
+small CNN loaded from a local weights file (a seeded random initialisation written here,
+standing in for the user's pretrained backbone; nothing is downloaded). Then each stage
+runs as its own ``alcycle <stage>`` process, as ``dvc repro`` would run it:
+
+- once: prepare, pretrain (loads the file), embed;
+- cycle 0: label-import, train, extract, evaluate, select (random cold start, 1,000 items), oracle;
+- cycle 1: label-import, train (the head), extract, evaluate, then select 1,000 items with
+  each of entropy, coreset, typiclust and badge.
+
+Per step: wall time and the peak memory of the process tree (PSS, so forked decode workers
+count once; sampled every 0.2 s). Then ``dvc commit`` records the state and a no-op
+``dvc repro`` is timed. Disk: ``data/prepared``, ``data/features`` and the DVC cache.
+One JSON line per N goes to ``--out``; the table printed at the end gives each step's
+growth exponent between consecutive sizes, log(t₂/t₁) / log(N₂/N₁) (1 = linear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+from synthetic_images import write_images
+
+ONCE = ("prepare", "pretrain", "embed")
+CYCLE = ("label-import", "train", "extract", "evaluate")
+STRATEGIES = ("entropy", "coreset", "typiclust", "badge")
+BUDGET = 1000
+SAMPLE_S = 0.2
+BIN = Path(sys.executable).parent
+
+
+def images(work: Path, n: int) -> tuple[Path, float]:
+    """The folder of ``n`` synthetic images (written once), and the seconds writing took now."""
+    folder = work / f"images-{n}"
+    done = folder / ".complete"
+    if done.exists():
+        return folder, 0.0
+    shutil.rmtree(folder, ignore_errors=True)
+    start = time.perf_counter()
+    write_images(folder, n)
+    done.touch()
+    return folder, time.perf_counter() - start
+
+
+def measured(cmd: list[str], cwd: Path) -> dict:
+    """Run ``cmd``; its wall time and the peak PSS of its process tree."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    start = time.perf_counter()
+    process = psutil.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0
+    while process.poll() is None:
+        total = 0
+        for member in [process, *process.children(recursive=True)]:
+            try:
+                total += member.memory_full_info().pss
+            except psutil.Error:  # a worker that just ended
+                pass
+        peak = max(peak, total)
+        time.sleep(SAMPLE_S)
+    seconds = time.perf_counter() - start
+    output = process.stdout.read() if process.stdout else ""
+    if process.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{output[-3000:]}")
+    return {"seconds": round(seconds, 2), "peak_mb": round(peak / 2**20)}
+
+
+def frozen_project(work: Path, n: int, folder: Path) -> Path:
+    """``alcycle init`` on ``folder``, set up for frozen features and 1,000-item batches."""
+    import torch
+
+    from alcycle.backbones import build_backbone
+
+    project = work / f"project-{n}"
+    shutil.rmtree(project, ignore_errors=True)
+    subprocess.run([BIN / "alcycle", "init", str(project), "--images", str(folder)], check=True,
+                   capture_output=True)
+    torch.manual_seed(0)
+    torch.save(build_backbone("small_cnn", 3).state_dict(), project / "backbone.pt")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["prepare"].update(image_size=64, channels=3, test_fraction=0.1)
+    params["pretrain"].update(method="weights", weights="backbone.pt")
+    params["train"].update(init="pretrained", freeze_backbone=True, augment=False)
+    params["select"].update(budget=BUDGET)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def set_strategy(project: Path, strategy: str) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["select"]["strategy"] = strategy
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def disk_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1) if path.exists() else 0.0
+
+
+def one_size(work: Path, n: int) -> dict:
+    """Every step at ``n`` images; returns the record written to ``--out``."""
+    folder, generated = images(work, n)
+    project = frozen_project(work, n, folder)
+    steps: dict[str, dict] = {}
+
+    def step(name: str, *cmd: str) -> None:
+        steps[name] = measured([str(BIN / "alcycle"), *cmd] if cmd[0] != "dvc" else
+                               [str(BIN / "dvc"), *cmd[1:]], project)
+        print(f"  N = {n:,}: {name:<22} {steps[name]['seconds']:9.1f} s {steps[name]['peak_mb']:7,} MB", flush=True)
+
+    for stage in ONCE:
+        step(stage, stage)
+    for stage in (*CYCLE, "select"):
+        step(f"cycle 0 {stage}", stage)
+    step("oracle", "oracle")
+    for stage in CYCLE:
+        step(f"cycle 1 {stage}", stage)
+    for strategy in STRATEGIES:
+        set_strategy(project, strategy)
+        step(f"cycle 1 select {strategy}", "select")
+    step("dvc commit", "dvc", "commit", "--force", "--quiet")
+    step("no-op dvc repro", "dvc", "repro")
+    return {"n": n, "images_written_s": round(generated, 1), "steps": steps,
+            "disk_mb": {"prepared": disk_mb(project / "data/prepared"), "features": disk_mb(project / "data/features"),
+                        "dvc_cache": disk_mb(project / ".dvc/cache"), "source_images": disk_mb(folder)}}
+
+
+def table(records: list[dict]) -> str:
+    """Markdown: each step's seconds and MB per N, and the time's growth exponent."""
+    sizes = [r["n"] for r in records]
+    head = "| step | " + " | ".join(f"N = {n:,}" for n in sizes) + " | exponent |"
+    lines = [head, "|---" * (len(sizes) + 2) + "|"]
+    for name in records[0]["steps"]:
+        cells = [f"{r['steps'][name]['seconds']:.1f} s, {r['steps'][name]['peak_mb']:,} MB" for r in records]
+        times = [max(r["steps"][name]["seconds"], 0.01) for r in records]
+        exponents = [math.log(b / a) / math.log(m / n) for a, b, n, m in zip(times, times[1:], sizes, sizes[1:])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " | " + ", ".join(f"{e:.2f}" for e in exponents) + " |")
+    for key in records[0]["disk_mb"]:
+        lines.append(f"| disk: {key} | " + " | ".join(f"{r['disk_mb'][key]:,.0f} MB" for r in records) + " | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/alcycle-scale"))
+    parser.add_argument("--out", type=Path, default=None, help="append one JSON line per N")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    records = []
+    for n in args.n:
+        record = one_size(args.work, n)
+        records.append(record)
+        if args.out:
+            with args.out.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+    print(table(records))
+
+
+if __name__ == "__main__":
+    main()
