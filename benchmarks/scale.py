@@ -8,7 +8,7 @@ small CNN loaded from a local weights file (a seeded random initialisation writt
 standing in for the user's pretrained backbone; nothing is downloaded). Then each stage
 runs as its own ``alcycle <stage>`` process, as ``dvc repro`` would run it:
 
-- once: prepare, pretrain (loads the file), embed;
+- once: prepare, pretrain (loads the file), pretrain-vit (a note: no transformer), embed;
 - cycle 0: label-import, train, extract, evaluate, select (random cold start, 1,000 items), oracle;
 - cycle 1: label-import, train (the head), extract, evaluate, then select 1,000 items with
   each of entropy, coreset, typiclust and badge.
@@ -36,7 +36,7 @@ import psutil
 import yaml
 from synthetic_images import write_images
 
-ONCE = ("prepare", "pretrain", "embed")
+ONCE = ("prepare", "pretrain", "pretrain-vit", "embed")
 CYCLE = ("label-import", "train", "extract", "evaluate")
 STRATEGIES = ("entropy", "coreset", "typiclust", "badge")
 BUDGET = 1000
