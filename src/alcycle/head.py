@@ -10,8 +10,6 @@ writes what extract writes, chunk by chunk.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +23,7 @@ from alcycle import rng
 from alcycle.classifier import Classifier
 from alcycle.features import atomic_memmap
 from alcycle.semi import PseudoLabeller, PseudoLabels
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Torch's intra-op threads set to one for the block, then restored.
-
-    The head's operations are a few thousand multiply-adds: waking and joining a second
-    thread for each costs far more than the work, and on a shared machine a busy core
-    makes every such join wait (a cycle's head training ran over ten times slower).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+from alcycle.training import single_threaded
 
 
 class HeadOnly(pl.LightningModule):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
@@ -29,3 +31,20 @@ def lightning_fit(model: pl.LightningModule, loaders: DataLoader | dict[str, Dat
         data = CombinedLoader(loaders, mode="min_size") if isinstance(loaders, dict) else loaders
         trainer.fit(model, train_dataloaders=data)
     return trainer
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Torch's intra-op threads set to one for the block, then restored.
+
+    For small models (a linear head, VAAL's VAE): waking and joining a second thread for
+    each operation costs more than the work, and on a shared machine a busy core makes
+    every such join wait (a cycle's head training ran over ten times slower; see
+    docs/benchmarks.md, "Small k-means and one thread").
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

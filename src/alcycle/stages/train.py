@@ -19,13 +19,13 @@ from alcycle.backbones import build_backbone
 from alcycle.checkpoints import save_model
 from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
 from alcycle.features import describe, open_embeddings, pretrained_backbone
-from alcycle.head import HeadOnly, RefreshFromEmbeddings, single_threaded
+from alcycle.head import HeadOnly, RefreshFromEmbeddings
+from alcycle.training import lightning_fit, single_threaded
 from alcycle.fileio import atomic_write_csv
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import class_index, cycle_number, read_labeled, read_manifest, rows_of, split_rows
-from alcycle.training import lightning_fit
 from alcycle.methods import SEMI_SUPERVISED
 from alcycle.semi import PoolRows, RefreshPseudoLabels, Schedule
 

@@ -23,8 +23,7 @@ SRAAL selection time", compares the two scales).
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from alcycle.training import lightning_fit
+from alcycle.training import lightning_fit, single_threaded
 
 MIN_SIDE = 4  # stop halving once the longer side is this small
 BASE_CHANNELS = 16
@@ -198,7 +197,7 @@ def train_adversarial_vae(
     level = lightning_log.level
     lightning_log.setLevel(logging.WARNING)  # no "GPU available" banner at every selection
     try:
-        with _one_thread(), torch.random.fork_rng(devices=[]):
+        with single_threaded(), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AdversarialVAE(channels, height, width, settings.latent_dim, settings.lr, settings.kl_weight,
                                    settings.adversary_weight, adversarial, seed)
@@ -209,27 +208,11 @@ def train_adversarial_vae(
     return model.eval()
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread, then restore the previous count.
-
-    These layers are too small to gain from a second thread, and when the other core is
-    busy, every parallel region waits for a descheduled OpenMP thread, which can make a
-    run many times slower (docs/benchmarks.md, "Small k-means and one thread").
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @torch.inference_mode()
 def encode_pool(model: AdversarialVAE, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Latent means (N, latent_dim) float32 and discriminator "labeled" logits (N,) float32."""
     means, logits = [], []
-    with _one_thread():
+    with single_threaded():
         for start in range(0, len(pixels), INFERENCE_CHUNK):
             x = to_unit(torch.from_numpy(np.array(pixels[start : start + INFERENCE_CHUNK])))  # a writable copy
             mu, _ = model.vae.encode(x)
