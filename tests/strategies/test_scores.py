@@ -43,3 +43,15 @@ def test_ties_go_to_the_lower_row():
     probs = np.tile([0.5, 0.5], (5, 1))
     context = SelectionContext(ids=np.array(list("abcde")), labeled=np.zeros(5, bool), probs=probs)
     assert select(context, "entropy", 3, np.random.default_rng(0)).rows.tolist() == [0, 1, 2]
+
+
+def test_bald_in_blocks_equals_one_block(monkeypatch):
+    """Mutual information is computed block by block (O(N) memory); blocks change nothing."""
+    from alcycle.strategies import bald
+
+    rng = np.random.default_rng(0)
+    mc = rng.dirichlet(np.ones(4), size=(50, 6)).astype(np.float32)
+    whole = bald.mutual_information(mc)
+    monkeypatch.setattr(bald, "CHUNK", 7)
+    np.testing.assert_array_equal(bald.mutual_information(mc), whole)
+    assert whole.shape == (50,) and (whole >= 0).all()

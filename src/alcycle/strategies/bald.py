@@ -13,16 +13,24 @@ from alcycle.strategies.base import Selection, SelectionContext, top_scores
 from alcycle.strategies.uncertainty import entropy_scores
 
 
+CHUNK = 16_384  # items per block: T·C float64 numbers each, a few tens of MB in all
+
+
 def mutual_information(mc_probs: np.ndarray) -> np.ndarray:
     """I[y; w] = H[mean_t p_t] − mean_t H[p_t] (nats), for ``mc_probs`` (N, T, C) -> (N,).
 
     High when the passes are each confident but disagree: the model's uncertainty,
-    not the data's. Never negative (entropy is concave), up to rounding.
+    not the data's. Never negative (entropy is concave), up to rounding. Computed in
+    float64 one block of ``CHUNK`` items at a time (``mc_probs`` may be a memory map):
+    O(N) memory beyond the input, not O(N·T·C).
     """
-    p = np.asarray(mc_probs, dtype=np.float64)
-    n, t, c = p.shape
-    expected_entropy = entropy_scores(p.reshape(n * t, c)).reshape(n, t).mean(axis=1)
-    return np.maximum(entropy_scores(p.mean(axis=1)) - expected_entropy, 0.0)
+    n, t, c = mc_probs.shape
+    scores = np.empty(n)
+    for start in range(0, n, CHUNK):
+        p = np.asarray(mc_probs[start : start + CHUNK], dtype=np.float64)
+        expected_entropy = entropy_scores(p.reshape(-1, c)).reshape(len(p), t).mean(axis=1)
+        scores[start : start + len(p)] = np.maximum(entropy_scores(p.mean(axis=1)) - expected_entropy, 0.0)
+    return scores
 
 
 def bald(context: SelectionContext, budget: int, rng: np.random.Generator) -> Selection:
