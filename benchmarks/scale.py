@@ -1,6 +1,6 @@
 """Benchmark: every stage of a frozen-feature cycle at 10^4, 10^5 and 10^6 images.
 
-    python benchmarks/scale.py [--n 10000 100000] [--work /tmp/alcycle-scale] [--out FILE.jsonl]
+    python benchmarks/scale.py [--n 10000 100000] [--fashion] [--work /tmp/alcycle-scale] [--out FILE.jsonl]
 
 For each N: synthetic 64×64 RGB PNGs in 10 class folders (``synthetic_images.py``; kept
 under ``--work`` and reused), ``alcycle init`` on them (10% test split), and a frozen
@@ -16,7 +16,8 @@ runs as its own ``alcycle <stage>`` process, as ``dvc repro`` would run it:
 Per step: wall time and the peak memory of the process tree (PSS, so forked decode workers
 count once; sampled every 0.2 s). Then ``dvc commit`` records the state and a no-op
 ``dvc repro`` is timed. Disk: ``data/prepared``, ``data/features`` and the DVC cache.
-One JSON line per N goes to ``--out``; the table printed at the end gives each step's
+``--fashion`` adds Fashion-MNIST's 70,000 28×28 gray images (Debian's package) as one
+more pool, the same way. One JSON line per N goes to ``--out``; the table printed at the end gives each step's
 growth exponent between consecutive sizes, log(t₂/t₁) / log(N₂/N₁) (1 = linear).
 """
 
@@ -79,20 +80,23 @@ def measured(cmd: list[str], cwd: Path) -> dict:
     return {"seconds": round(seconds, 2), "peak_mb": round(peak / 2**20)}
 
 
-def frozen_project(work: Path, n: int, folder: Path) -> Path:
-    """``alcycle init`` on ``folder``, set up for frozen features and 1,000-item batches."""
+def frozen_project(work: Path, n: int, folder: Path | None) -> Path:
+    """``alcycle init`` on ``folder`` (None: Fashion-MNIST), set up for frozen features and
+    1,000-item batches."""
     import torch
 
     from alcycle.backbones import build_backbone
 
-    project = work / f"project-{n}"
+    project = work / f"project-{n if folder else 'fashion'}"
     shutil.rmtree(project, ignore_errors=True)
-    subprocess.run([BIN / "alcycle", "init", str(project), "--images", str(folder)], check=True,
-                   capture_output=True)
+    source = ["--images", str(folder)] if folder else ["--fashion-mnist"]
+    subprocess.run([BIN / "alcycle", "init", str(project), *source], check=True, capture_output=True)
+    channels = 3 if folder else 1
     torch.manual_seed(0)
-    torch.save(build_backbone("small_cnn", 3).state_dict(), project / "backbone.pt")
+    torch.save(build_backbone("small_cnn", channels).state_dict(), project / "backbone.pt")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["prepare"].update(image_size=64, channels=3, test_fraction=0.1)
+    if folder:
+        params["prepare"].update(image_size=64, channels=3, test_fraction=0.1)
     params["pretrain"].update(method="weights", weights="backbone.pt")
     params["train"].update(init="pretrained", freeze_backbone=True, augment=False)
     params["select"].update(budget=BUDGET)
@@ -110,9 +114,9 @@ def disk_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1) if path.exists() else 0.0
 
 
-def one_size(work: Path, n: int) -> dict:
-    """Every step at ``n`` images; returns the record written to ``--out``."""
-    folder, generated = images(work, n)
+def one_size(work: Path, n: int, fashion: bool = False) -> dict:
+    """Every step at ``n`` images (Fashion-MNIST's 70,000 with ``fashion``); returns the record."""
+    folder, generated = (None, 0.0) if fashion else images(work, n)
     project = frozen_project(work, n, folder)
     steps: dict[str, dict] = {}
 
@@ -134,19 +138,24 @@ def one_size(work: Path, n: int) -> dict:
     step("dvc commit", "dvc", "commit", "--force", "--quiet")
     step("no-op dvc repro", "dvc", "repro")
     return {"n": n, "images_written_s": round(generated, 1), "steps": steps,
+            "source": "fashion_mnist" if fashion else "synthetic",
             "disk_mb": {"prepared": disk_mb(project / "data/prepared"), "features": disk_mb(project / "data/features"),
-                        "dvc_cache": disk_mb(project / ".dvc/cache"), "source_images": disk_mb(folder)}}
+                        "dvc_cache": disk_mb(project / ".dvc/cache"),
+                        "source_images": disk_mb(folder) if folder else 0.0}}
 
 
 def table(records: list[dict]) -> str:
     """Markdown: each step's seconds and MB per N, and the time's growth exponent."""
-    sizes = [r["n"] for r in records]
-    head = "| step | " + " | ".join(f"N = {n:,}" for n in sizes) + " | exponent |"
-    lines = [head, "|---" * (len(sizes) + 2) + "|"]
+    names = [f"Fashion-MNIST {r['n']:,}" if r.get("source") == "fashion_mnist" else f"N = {r['n']:,}" for r in records]
+    head = "| step | " + " | ".join(names) + " | exponent |"
+    lines = [head, "|---" * (len(records) + 2) + "|"]
     for name in records[0]["steps"]:
         cells = [f"{r['steps'][name]['seconds']:.1f} s, {r['steps'][name]['peak_mb']:,} MB" for r in records]
-        times = [max(r["steps"][name]["seconds"], 0.01) for r in records]
-        exponents = [math.log(b / a) / math.log(m / n) for a, b, n, m in zip(times, times[1:], sizes, sizes[1:])]
+        # Between consecutive synthetic sizes only: Fashion-MNIST is other data, not another N.
+        synthetic = [r for r in records if r.get("source") != "fashion_mnist"]
+        times = [max(r["steps"][name]["seconds"], 0.01) for r in synthetic]
+        ns = [r["n"] for r in synthetic]
+        exponents = [math.log(b / a) / math.log(m / n) for a, b, n, m in zip(times, times[1:], ns, ns[1:])]
         lines.append(f"| {name} | " + " | ".join(cells) + " | " + ", ".join(f"{e:.2f}" for e in exponents) + " |")
     for key in records[0]["disk_mb"]:
         lines.append(f"| disk: {key} | " + " | ".join(f"{r['disk_mb'][key]:,.0f} MB" for r in records) + " | |")
@@ -158,11 +167,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/alcycle-scale"))
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per N")
+    parser.add_argument("--fashion", action="store_true", help="also Fashion-MNIST (dataset-fashion-mnist)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     records = []
-    for n in args.n:
-        record = one_size(args.work, n)
+    pools = [(n, False) for n in args.n] + [(70_000, True)] * args.fashion
+    for n, fashion in pools:
+        record = one_size(args.work, n, fashion)
         records.append(record)
         if args.out:
             with args.out.open("a", encoding="utf-8") as handle:
