@@ -164,7 +164,7 @@ def table(records: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--n", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--work", type=Path, default=Path("/tmp/alcycle-scale"))
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per N")
     parser.add_argument("--fashion", action="store_true", help="also Fashion-MNIST (dataset-fashion-mnist)")
