@@ -53,7 +53,9 @@ def test_every_cell_ran_once_through_the_dvc_matrix(campaign):
     assert set(STAGES) <= stages_run(campaign["first"])
     ran = [line.split("'")[1].split(":")[-1] for line in campaign["first"].splitlines()
            if line.startswith("Running stage 'campaigns/tiny/dvc.yaml:cell@")]
-    assert ran == STAGES  # seed first: every strategy has a result on seed 0 early
+    # Each cell once. DVC orders stages that do not depend on each other as it likes (CI saw
+    # the two seed-0 cells swapped), so the matrix's seed-first order is a habit, not a promise.
+    assert sorted(ran) == sorted(STAGES)
     for name in CELLS:
         result = json.loads((campaign["folder"] / "cells" / f"{name}.json").read_text())
         assert [p["n_labels"] for p in result["curve"]] == [4, 8, 12]

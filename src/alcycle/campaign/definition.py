@@ -35,7 +35,7 @@ class Cell:
 
     @property
     def stage(self) -> str:
-        """As DVC names the matrix entry (seed first, so a campaign covers every strategy early)."""
+        """As DVC names the matrix entry (seed first: the order DVC usually runs the cells in)."""
         return f"cell@{self.seed}-{self.strategy}-{self.option}"
 
 

@@ -51,7 +51,8 @@ def render_campaign_dvc_yaml(source_path: str | None) -> str:
     """
     stages = dvc_stages(source_path, code_root=None, names=("prepare", "pretrain", "pretrain-vit"))
     stages["cell"] = {
-        # Seed first: an interrupted campaign has compared every strategy on the first seed.
+        # Seed first: DVC usually runs the cells in this order, so an interrupted campaign has
+        # most often compared every strategy on the first seed (its order is not guaranteed).
         "matrix": {"seed": "${seeds}", "strategy": "${strategies}", "option": "${options}"},
         "cmd": "alcycle campaign cell ${item.strategy} ${item.option} ${item.seed}",
         "deps": ["data/prepared", "data/truth", "models/pretrained.pt", "models/vit.pt"],
