@@ -24,7 +24,7 @@ import time
 from io import BytesIO
 from pathlib import Path
 
-import psutil
+from process_tree import run_sampled
 from synthetic_images import write_images
 
 from alcycle.scaffold import render_params
@@ -41,7 +41,6 @@ imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 run(Layout(root), load_params(root / "params.yaml"))
 print(json.dumps({"import_rss_mb": round(imported), "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 """
-SAMPLE_S = 0.2  # how often the process tree's memory is read
 
 
 def old_sources(rev: str, work: Path) -> Path:
@@ -55,33 +54,15 @@ def old_sources(rev: str, work: Path) -> Path:
     return target
 
 
-def _tree_pss(process: psutil.Process) -> int:
-    """Bytes of the process and its decode workers together (PSS: shared pages counted once)."""
-    total = 0
-    for member in [process, *process.children(recursive=True)]:
-        try:
-            total += member.memory_full_info().pss
-        except psutil.Error:  # a worker that just ended
-            pass
-    return total
-
-
 def run_prepare(src: Path, project: Path, images: Path, classes: list[str]) -> dict:
     """Run ``src``'s prepare on ``images`` in a fresh project; its time, memory and disk."""
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
     (project / "params.yaml").write_text(render_params("folder", str(images), tuple(classes), 64, 3, 0))
-    start = time.perf_counter()
-    process = psutil.Popen([sys.executable, "-c", STAGE, str(project)], stdout=subprocess.PIPE, text=True,
-                           env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
-    tree_pss = 0
-    while process.poll() is None:
-        tree_pss = max(tree_pss, _tree_pss(process))
-        time.sleep(SAMPLE_S)
-    seconds = time.perf_counter() - start
-    stdout = process.stdout.read() if process.stdout else ""
-    if process.returncode:
-        raise SystemExit(f"prepare failed in {project}")
+    code, seconds, tree_pss, stdout = run_sampled([sys.executable, "-c", STAGE, str(project)],
+                                                  env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
+    if code:
+        raise SystemExit(f"prepare failed in {project}:\n{stdout[-3000:]}")
     prepared = project / "data" / "prepared"
     disk = sum(p.stat().st_size for p in prepared.rglob("*") if p.is_file())
     files = sum(1 for p in prepared.rglob("*") if p.is_file())

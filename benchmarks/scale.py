@@ -33,15 +33,14 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import yaml
+from process_tree import run_sampled
 from synthetic_images import write_images
 
 ONCE = ("prepare", "pretrain", "pretrain-vit", "embed")
 CYCLE = ("label-import", "train", "extract", "evaluate")
 STRATEGIES = ("entropy", "coreset", "typiclust", "badge")
 BUDGET = 1000
-SAMPLE_S = 0.2
 BIN = Path(sys.executable).parent
 
 
@@ -61,21 +60,8 @@ def images(work: Path, n: int) -> tuple[Path, float]:
 def measured(cmd: list[str], cwd: Path) -> dict:
     """Run ``cmd``; its wall time and the peak PSS of its process tree."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    start = time.perf_counter()
-    process = psutil.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
-    while process.poll() is None:
-        total = 0
-        for member in [process, *process.children(recursive=True)]:
-            try:
-                total += member.memory_full_info().pss
-            except psutil.Error:  # a worker that just ended
-                pass
-        peak = max(peak, total)
-        time.sleep(SAMPLE_S)
-    seconds = time.perf_counter() - start
-    output = process.stdout.read() if process.stdout else ""
-    if process.returncode:
+    code, seconds, peak, output = run_sampled(cmd, cwd, env)
+    if code:
         raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{output[-3000:]}")
     return {"seconds": round(seconds, 2), "peak_mb": round(peak / 2**20)}
 
