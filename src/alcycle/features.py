@@ -8,6 +8,7 @@ Without a frozen backbone the folder holds ``source.json`` alone, saying so.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -28,6 +29,8 @@ from alcycle.fileio import atomic_write_text, file_digest
 
 EMBEDDINGS = "embeddings.npy"
 SOURCE = "source.json"
+# Images per forward pass in ``write_embeddings``: small batches keep a CPU's caches warm.
+FORWARD_BATCH = 32
 
 
 def pretrained_backbone(path: Path, name: str, in_channels: int, into: nn.Module | None = None) -> nn.Module:
@@ -66,17 +69,23 @@ def atomic_memmap(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -
 def write_embeddings(backbone: nn.Module, pixels: np.ndarray, path: Path, batch_size: int) -> tuple[int, int]:
     """The backbone's features (N, D) float32 of uint8 ``pixels`` (N, C, H, W), written to ``path``.
 
-    One batch of pixels and of features at a time: O(batch) in memory, O(N·D) on disk.
+    One ``batch_size`` chunk of pixels read at a time (O(chunk) in memory, O(N·D) on disk),
+    run through the network ``FORWARD_BATCH`` images at a time.
     Returns (N, D).
     """
-    was_training = backbone.training
-    backbone.eval()  # batch-norm statistics as stored, as in the classifier's frozen backbone
     dim = cast(Backbone, backbone).out_dim
+    # A channels-last copy in eval mode (batch-norm statistics as stored, as in the
+    # classifier's frozen backbone), fed FORWARD_BATCH images at a time: on a CPU this runs
+    # the small CNN 3-5x faster than contiguous batches of 500 (benchmarks/frozen.py).
+    # The caller's module is left as it was.
+    fast = copy.deepcopy(backbone).eval().to(memory_format=torch.channels_last)
+    step = min(batch_size, FORWARD_BATCH)
     with atomic_memmap(path, (len(pixels), dim)) as out:
         for start in range(0, len(pixels), batch_size):
-            batch = torch.from_numpy(np.array(pixels[start : start + batch_size]))  # a copy, even of a memmap
-            out[start : start + len(batch)] = backbone(Classifier.to_input(batch)).numpy()
-    backbone.train(was_training)
+            chunk = np.array(pixels[start : start + batch_size])  # a copy, even of a memmap
+            for at in range(0, len(chunk), step):
+                batch = Classifier.to_input(torch.from_numpy(chunk[at : at + step]))
+                out[start + at : start + at + len(batch)] = fast(batch.contiguous(memory_format=torch.channels_last)).numpy()
     return len(pixels), dim
 
 
