@@ -59,7 +59,7 @@ def run_prepare(src: Path, project: Path, images: Path, classes: list[str]) -> d
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
     (project / "params.yaml").write_text(render_params("folder", str(images), tuple(classes), 64, 3, 0))
-    code, seconds, tree_pss, stdout = run_sampled([sys.executable, "-c", STAGE, str(project)],
+    code, seconds, tree_pss, stdout, _ = run_sampled([sys.executable, "-c", STAGE, str(project)],
                                                   env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
     if code:
         raise SystemExit(f"prepare failed in {project}:\n{stdout[-3000:]}")

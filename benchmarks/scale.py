@@ -13,9 +13,12 @@ runs as its own ``alcycle <stage>`` process, as ``dvc repro`` would run it:
 - cycle 1: label-import, train (the head), extract, evaluate, then select 1,000 items with
   each of entropy, coreset, typiclust and badge.
 
-Per step: wall time and the peak memory of the process tree (PSS, so forked decode workers
-count once; sampled every 0.2 s). Then ``dvc commit`` records the state and a no-op
-``dvc repro`` is timed. Disk: ``data/prepared``, ``data/features`` and the DVC cache.
+Cycle 1 then selects again with coreset, typiclust and badge on SEALS' candidate subset
+(``select.candidates.method: seals``). Per step: wall time and the peak memory of the
+process tree, sampled every 0.2 s: PSS (forked decode workers count once; pages of
+memory-mapped files the step read count too) and, in brackets, anonymous memory (what the
+processes allocated themselves). Then ``dvc commit`` records the state and a no-op
+``dvc repro`` is timed, before and after ``dvc freeze prepare``. Disk: ``data/prepared``, ``data/features`` and the DVC cache.
 ``--fashion`` adds Fashion-MNIST's 70,000 28×28 gray images (Debian's package) as one
 more pool, the same way. One JSON line per N goes to ``--out``; the table printed at the end gives each step's
 growth exponent between consecutive sizes, log(t₂/t₁) / log(N₂/N₁) (1 = linear).
@@ -40,6 +43,7 @@ from synthetic_images import write_images
 ONCE = ("prepare", "pretrain", "pretrain-vit", "embed")
 CYCLE = ("label-import", "train", "extract", "evaluate")
 STRATEGIES = ("entropy", "coreset", "typiclust", "badge")
+SUBSET_STRATEGIES = ("coreset", "typiclust", "badge")  # again, on SEALS' candidate subset
 BUDGET = 1000
 BIN = Path(sys.executable).parent
 
@@ -60,10 +64,10 @@ def images(work: Path, n: int) -> tuple[Path, float]:
 def measured(cmd: list[str], cwd: Path) -> dict:
     """Run ``cmd``; its wall time and the peak PSS of its process tree."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    code, seconds, peak, output = run_sampled(cmd, cwd, env)
+    code, seconds, peak, output, anonymous = run_sampled(cmd, cwd, env)
     if code:
         raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{output[-3000:]}")
-    return {"seconds": round(seconds, 2), "peak_mb": round(peak / 2**20)}
+    return {"seconds": round(seconds, 2), "peak_mb": round(peak / 2**20), "anon_mb": round(anonymous / 2**20)}
 
 
 def frozen_project(work: Path, n: int, folder: Path | None) -> Path:
@@ -90,9 +94,10 @@ def frozen_project(work: Path, n: int, folder: Path | None) -> Path:
     return project
 
 
-def set_strategy(project: Path, strategy: str) -> None:
+def set_strategy(project: Path, strategy: str, candidates: str = "all") -> None:
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["select"]["strategy"] = strategy
+    params["select"]["candidates"]["method"] = candidates
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -109,7 +114,8 @@ def one_size(work: Path, n: int, fashion: bool = False) -> dict:
     def step(name: str, *cmd: str) -> None:
         steps[name] = measured([str(BIN / "alcycle"), *cmd] if cmd[0] != "dvc" else
                                [str(BIN / "dvc"), *cmd[1:]], project)
-        print(f"  N = {n:,}: {name:<22} {steps[name]['seconds']:9.1f} s {steps[name]['peak_mb']:7,} MB", flush=True)
+        print(f"  N = {n:,}: {name:<32} {steps[name]['seconds']:9.1f} s {steps[name]['peak_mb']:7,} MB "
+              f"(anonymous {steps[name]['anon_mb']:,} MB)", flush=True)
 
     for stage in ONCE:
         step(stage, stage)
@@ -121,8 +127,13 @@ def one_size(work: Path, n: int, fashion: bool = False) -> dict:
     for strategy in STRATEGIES:
         set_strategy(project, strategy)
         step(f"cycle 1 select {strategy}", "select")
+    for strategy in SUBSET_STRATEGIES:  # the same picks from SEALS' candidates (select.candidates)
+        set_strategy(project, strategy, candidates="seals")
+        step(f"cycle 1 select {strategy}@seals", "select")
     step("dvc commit", "dvc", "commit", "--force", "--quiet")
     step("no-op dvc repro", "dvc", "repro")
+    step("dvc freeze prepare", "dvc", "freeze", "prepare")
+    step("no-op dvc repro, prepare frozen", "dvc", "repro")
     return {"n": n, "images_written_s": round(generated, 1), "steps": steps,
             "source": "fashion_mnist" if fashion else "synthetic",
             "disk_mb": {"prepared": disk_mb(project / "data/prepared"), "features": disk_mb(project / "data/features"),
@@ -130,15 +141,24 @@ def one_size(work: Path, n: int, fashion: bool = False) -> dict:
                         "source_images": disk_mb(folder) if folder else 0.0}}
 
 
+def cell(step: dict | None) -> str:
+    """"seconds, PSS MB (anonymous MB)" of one step; a dash where a record lacks it."""
+    if step is None:
+        return "–"
+    anonymous = f" ({step['anon_mb']:,})" if "anon_mb" in step else ""
+    return f"{step['seconds']:.1f} s, {step['peak_mb']:,}{anonymous} MB"
+
+
 def table(records: list[dict]) -> str:
     """Markdown: each step's seconds and MB per N, and the time's growth exponent."""
     names = [f"Fashion-MNIST {r['n']:,}" if r.get("source") == "fashion_mnist" else f"N = {r['n']:,}" for r in records]
     head = "| step | " + " | ".join(names) + " | exponent |"
     lines = [head, "|---" * (len(records) + 2) + "|"]
-    for name in records[0]["steps"]:
-        cells = [f"{r['steps'][name]['seconds']:.1f} s, {r['steps'][name]['peak_mb']:,} MB" for r in records]
+    names = list(dict.fromkeys(name for r in records for name in r["steps"]))  # older records lack newer steps
+    for name in names:
+        cells = [cell(r["steps"].get(name)) for r in records]
         # Between consecutive synthetic sizes only: Fashion-MNIST is other data, not another N.
-        synthetic = [r for r in records if r.get("source") != "fashion_mnist"]
+        synthetic = [r for r in records if r.get("source") != "fashion_mnist" and name in r["steps"]]
         times = [max(r["steps"][name]["seconds"], 0.01) for r in synthetic]
         ns = [r["n"] for r in synthetic]
         exponents = [math.log(b / a) / math.log(m / n) for a, b, n, m in zip(times, times[1:], ns, ns[1:])]
