@@ -4,6 +4,7 @@ import numpy as np
 
 from alcycle.strategies import SelectionContext, select
 from alcycle.strategies.badge import gradient_embedding, kmeans_pp_gradient
+import alcycle.strategies.typiclust as typiclust_module
 from alcycle.strategies.typiclust import typicality
 
 
@@ -26,6 +27,19 @@ def test_implicit_distances_equal_explicit_kmeans_pp():
         np.testing.assert_allclose(gaps[step], d2[picks[step]], rtol=1e-9, atol=1e-12)
 
 
+def test_float32_embeddings_give_the_float64_distances_to_float32_rounding():
+    """extract's float32 embeddings are used as they are (no float64 copy of the pool's)."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(200, 10))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    h = rng.normal(size=(200, 64))
+    exact, exact_gaps = kmeans_pp_gradient(probs, h, np.arange(200), 10, np.random.default_rng(5))
+    single, single_gaps = kmeans_pp_gradient(probs, h.astype(np.float32), np.arange(200), 10, np.random.default_rng(5))
+    np.testing.assert_array_equal(single, exact)
+    np.testing.assert_allclose(single_gaps, exact_gaps, rtol=1e-4)
+    assert single_gaps.dtype == np.float64
+
+
 def test_badge_never_repicks_and_prefers_uncertain_far_items():
     probs = np.array([[0.99, 0.01], [0.5, 0.5], [0.98, 0.02], [0.51, 0.49]])
     h = np.array([[1.0, 0.0], [10.0, 0.0], [1.0, 0.1], [0.0, 10.0]])
@@ -40,6 +54,15 @@ def test_typicality_known_answer():
     x = np.array([[0.0], [1.0], [3.0]])
     # mean distance to the 2 nearest others: 0 -> (1 + 3)/2, 1 -> (1 + 2)/2, 3 -> (2 + 3)/2
     np.testing.assert_allclose(typicality(x, neighbours=2), [1 / 2.0, 1 / 1.5, 1 / 2.5])
+
+
+def test_typicality_in_row_blocks_equals_the_whole_matrix(monkeypatch):
+    x = np.random.default_rng(2).normal(size=(50, 3))
+    whole = typicality(x, neighbours=5)
+    monkeypatch.setattr(typiclust_module, "BLOCK_ENTRIES", 7 * 50)  # 7 rows at a time, a ragged last block
+    np.testing.assert_allclose(typicality(x, neighbours=5), whole, rtol=1e-12)
+    d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)) + np.diag(np.full(50, np.inf))
+    np.testing.assert_allclose(whole, 1 / (np.sort(d, axis=1)[:, :5].mean(axis=1) + 1e-12), rtol=1e-9)
 
 
 def test_typiclust_takes_the_centre_of_each_uncovered_blob():

@@ -3,7 +3,8 @@
 Needs probabilities and embeddings. The gradient embedding of item i is
 g_i = (p_i − onehot(ŷ_i)) ⊗ h_i (C·D numbers); it is never formed for the pool:
 ⟨g_i, g_j⟩ = ⟨a_i, a_j⟩·⟨h_i, h_j⟩ with a = p − onehot(ŷ), so each pick costs two
-matrix-vector products, O(N·(C + D)), and O(N) memory.
+matrix-vector products, O(N·(C + D)); memory: the candidates' embeddings in
+their own dtype (float32 from extract) and O(N) float64 besides.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ def kmeans_pp_gradient(
     The first pick is the largest gradient norm (as in BADGE's code), later ones are
     drawn with probability proportional to the squared distance to the nearest pick.
     """
-    a = _residual(probs[candidates])
-    h = np.asarray(embeddings[candidates], dtype=np.float64)
-    sq_a, sq_h = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", h, h)
+    a = _residual(probs[candidates])  # (n, C) float64: C is small
+    # The embeddings keep their dtype: float32 from extract, so no (n, D) float64 copy at 10⁶ items.
+    h = np.asarray(embeddings[candidates])
+    sq_a, sq_h = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", h, h).astype(np.float64)
     sq_norm = sq_a * sq_h  # |g_i|²
     min_dist = np.full(len(candidates), np.inf)
     picks, gaps = np.empty(budget, dtype=np.int64), np.empty(budget)

@@ -3,8 +3,8 @@
 Needs embeddings. k-means (faiss) into |labeled| + budget clusters; clusters holding no
 labeled item are visited largest first, and from each the item with the highest
 typicality (inverse mean distance to its 20 nearest neighbours in the cluster) is
-taken. A low-budget strategy. Cost: one k-means, then O(s²·D) for each chosen cluster
-of size s.
+taken. A low-budget strategy. Cost: one k-means, then O(s²·D) time for each chosen
+cluster of size s, in row blocks of bounded memory.
 """
 
 from __future__ import annotations
@@ -16,22 +16,28 @@ from alcycle.strategies.base import Selection, SelectionContext
 
 NEIGHBOURS = 20  # the paper's K for typicality
 KMEANS_ITERATIONS = 20
+BLOCK_ENTRIES = 1 << 24  # distances held at once in typicality (128 MB of float64)
 
 
 def typicality(features: np.ndarray, neighbours: int = NEIGHBOURS) -> np.ndarray:
     """1 / mean Euclidean distance to the ``neighbours`` nearest other rows, (N,) for (N, D).
 
-    A single row has no neighbour: its typicality is taken as 1.
+    A single row has no neighbour: its typicality is taken as 1. Distances are float64,
+    computed for ``BLOCK_ENTRIES // N`` rows at a time: O(N·D + BLOCK_ENTRIES) memory, never N×N.
     """
     x = np.asarray(features, dtype=np.float64)
     if len(x) == 1:
         return np.ones(1)
     sq = np.einsum("ij,ij->i", x, x)
-    dist = np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0, None))
-    np.fill_diagonal(dist, np.inf)
     k = min(neighbours, len(x) - 1)
-    nearest = np.partition(dist, k - 1, axis=1)[:, :k]
-    return 1.0 / (nearest.mean(axis=1) + 1e-12)
+    step = max(1, BLOCK_ENTRIES // len(x))
+    mean_distance = np.empty(len(x))
+    for start in range(0, len(x), step):
+        block = slice(start, min(start + step, len(x)))
+        dist = np.sqrt(np.clip(sq[block, None] + sq[None, :] - 2.0 * x[block] @ x.T, 0.0, None))
+        dist[np.arange(dist.shape[0]), np.arange(block.start, block.stop)] = np.inf  # not its own neighbour
+        mean_distance[block] = np.partition(dist, k - 1, axis=1)[:, :k].mean(axis=1)
+    return 1.0 / (mean_distance + 1e-12)
 
 
 def typiclust(context: SelectionContext, budget: int, rng: np.random.Generator) -> Selection:
