@@ -100,13 +100,14 @@ def _without_self(sims: np.ndarray, ids: np.ndarray, first_row: int) -> tuple[np
     return sims[keep].reshape(len(ids), k), ids[keep].reshape(len(ids), k)
 
 
-def kmeans(x: np.ndarray, k: int, niter: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def kmeans(x: np.ndarray, k: int, niter: int, seed: int, nredo: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """faiss k-means: centroids (k, D) float32 and each row's cluster (N,) int64.
 
-    faiss re-seeds an empty cluster by splitting a large one, so every cluster is used.
+    faiss re-seeds an empty cluster by splitting a large one, so every cluster is used;
+    ``nredo`` runs keep the one with the lowest objective.
     """
     x = as_rows(x)
-    model = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, spherical=False)
+    model = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, nredo=nredo, verbose=False, spherical=False)
     model.train(x)
     _, assignment = model.index.search(x, 1)
     return model.centroids.copy(), assignment[:, 0].astype(np.int64)

@@ -254,6 +254,21 @@ class GealParams:
 
 
 @dataclass(frozen=True)
+class ProbCoverParams:
+    delta: float  # ball radius on L2-normalised embeddings; 0 = from the purity criterion
+    alpha: float  # purity the chosen radius keeps, when delta is 0
+    clusters: int  # k-means clusters for the purity; 0 = the number of classes
+
+    def problems(self) -> list[str]:
+        found = [] if self.delta >= 0 else [f"'select.probcover.delta' is {self.delta}; use 0 (from alpha) or a radius > 0"]
+        if not 0.0 < self.alpha <= 1.0:
+            found.append(f"'select.probcover.alpha' is {self.alpha}; use 0 < alpha <= 1")
+        if self.clusters < 0:
+            found.append(f"'select.probcover.clusters' is {self.clusters}; use 0 (the number of classes) or more")
+        return found
+
+
+@dataclass(frozen=True)
 class CandidatesParams:
     method: str  # all | random | seals: which unlabeled pool items the strategy scores
     size: int  # unlabeled items the strategy scores (random, seals)
@@ -275,6 +290,7 @@ class SelectParams:
     candidates: CandidatesParams  # the subset of the unlabeled pool a strategy scores
     vaal: VaalParams  # VAAL and SRAAL
     geal: GealParams
+    probcover: ProbCoverParams
 
     def problems(self) -> list[str]:
         from alcycle.strategies import STRATEGIES
@@ -364,6 +380,7 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train.label_propagation.nlist": lambda raw: 0,
     "train.label_propagation.nprobe": lambda raw: 16,
     "select.candidates": lambda raw: {"method": "all", "size": 10000, "k": 100},
+    "select.probcover": lambda raw: {"delta": 0.0, "alpha": 0.95, "clusters": 0},
 }
 
 

@@ -102,7 +102,7 @@ def test_unknown_name_lists_the_valid_ones():
         get_strategy("entrpy")
     assert str(error.value) == (
         "unknown strategy 'entrpy'; choose one of: badge, bald, coreset, entropy, geal, learning_loss, "
-        "least_confidence, margin, random, sraal, typiclust, vaal"
+        "least_confidence, margin, probcover, random, sraal, typiclust, vaal"
     )
 
 

@@ -43,6 +43,11 @@ STRATEGIES: dict[str, Registered] = {
                                    "probs; lowest top-class probability, O(N·C)"),
     "margin": Registered(_IN + "uncertainty:margin", _PROBS,
                          "probs; smallest gap between the two most probable classes, O(N·C log C)"),
+    "probcover": Registered(_IN + "probcover:probcover", _PROBS | _EMBEDDINGS | {"settings"},
+                            "embeddings + probs (select.probcover); greedy maximum coverage of δ-balls on "
+                            "L2-normalised embeddings, δ the largest radius with k-means purity ≥ alpha "
+                            "(Yehuda et al. 2022); also a cold start; O(N²·D) to build the graph, O(E) memory "
+                            "for its E edges: give it select.candidates on a big pool", settings="probcover"),
     "random": Registered(_IN + "random:random_strategy", frozenset(),
                          "nothing; uniformly at random, without replacement, O(N)"),
     "sraal": Registered(_IN + "vaal:sraal", frozenset({"pixels", "probs", "settings"}),
