@@ -105,7 +105,8 @@ def greedy_cover(graph: sparse.csr_matrix, labeled: np.ndarray, budget: int, rng
     covered[_neighbours(covers, np.flatnonzero(labeled))] = True
     degree = _uncovered_degree(covers, covered)
     available = ~labeled
-    rows, scores = [], []
+    rows: list[int] = []
+    scores: list[float] = []
     while len(rows) < budget:
         best = int(np.argmax(np.where(available, degree, -1)))
         if degree[best] <= 0:  # everything is covered: the rest at random, as the authors' code does
