@@ -8,7 +8,8 @@ For each N: ``synthetic_images.write_images`` makes N 64×64 RGB PNGs in 10 clas
 20% test) in its own subprocess on a fresh project: the old one from ``git archive`` of
 ``--old-rev``'s ``src``, the new one from this checkout. Reported: wall time, peak RSS of the
 stage's process (``getrusage``; ``import_rss_mb`` is its peak after the imports, before
-``run``), the peak PSS of the process and its decode workers together (sampled every 0.2 s),
+``run``), the peak PSS of the process and its decode workers together and its anonymous
+part (``Pss_Anon``: without the page cache of mapped files; sampled every 0.2 s),
 and the bytes under ``data/prepared``. The two stores are compared byte for byte.
 """
 
@@ -59,7 +60,7 @@ def run_prepare(src: Path, project: Path, images: Path, classes: list[str]) -> d
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
     (project / "params.yaml").write_text(render_params("folder", str(images), tuple(classes), 64, 3, 0))
-    code, seconds, tree_pss, stdout, _ = run_sampled([sys.executable, "-c", STAGE, str(project)],
+    code, seconds, tree_pss, stdout, tree_anonymous = run_sampled([sys.executable, "-c", STAGE, str(project)],
                                                   env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
     if code:
         raise SystemExit(f"prepare failed in {project}:\n{stdout[-3000:]}")
@@ -67,6 +68,7 @@ def run_prepare(src: Path, project: Path, images: Path, classes: list[str]) -> d
     disk = sum(p.stat().st_size for p in prepared.rglob("*") if p.is_file())
     files = sum(1 for p in prepared.rglob("*") if p.is_file())
     return {"seconds": round(seconds, 1), **json.loads(stdout.splitlines()[-1]), "tree_pss_mb": round(tree_pss / 2**20),
+            "tree_anon_mb": round(tree_anonymous / 2**20),
             "prepared_mb": round(disk / 2**20, 1), "prepared_files": files}
 
 

