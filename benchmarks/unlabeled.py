@@ -3,11 +3,13 @@
 Runs the real stage functions in-process (label-import, train, extract, evaluate) with
 an oracle answering random queries, for 3 seeds, and prints test accuracy at 20, 50,
 100 and 200 labels for: plain training, +pretraining (DeepCluster), +label propagation,
-+both, +CEAL, and a linear classifier on frozen pretrained features.
++both, +CEAL, +FixMatch (with and without pretraining), and a linear classifier on frozen
+pretrained features.
 
     python benchmarks/unlabeled.py [--seeds 0 1 2] [--budgets 20 50 100 200] [--configs plain +both ...]
 
-Pretraining runs once (seed 0), as the pretrain stage does in a project.
+Pretraining runs once (seed 0), as the pretrain stage does in a project, and only when a
+chosen configuration starts from it.
 """
 
 from __future__ import annotations
@@ -34,16 +36,20 @@ CONFIGS = {
     "+label propagation": {"semi_supervised": "label_propagation"},
     "+both": {"init": "pretrained", "semi_supervised": "label_propagation"},
     "+CEAL": {"semi_supervised": "ceal"},
+    "+FixMatch": {"semi_supervised": "fixmatch"},
+    "+pretraining +FixMatch": {"init": "pretrained", "semi_supervised": "fixmatch"},
     "frozen + linear": {"init": "pretrained", "freeze_backbone": True},
 }
 
 
-def base_project(folder: Path) -> tuple[Layout, Params]:
+def base_project(folder: Path, pretrained: bool = True) -> tuple[Layout, Params]:
     layout = Layout(folder)
     folder.mkdir(parents=True)
     layout.params.write_text(render_params("mnist", "", MNIST_CLASSES, 28, 1, 0))
     params = load_params(layout.params)
     prepare.run(layout, params)
+    if not pretrained:
+        return layout, params
     params = dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, method="deepcluster"))
     start = time.perf_counter()
     pretrain.run(layout, params)
@@ -55,6 +61,8 @@ def learning_curve(base: Layout, params: Params, budgets: list[int], folder: Pat
     """Oracle-labelled random batches up to each budget; test accuracy after each."""
     layout = Layout(folder)
     for path in (base.prepared, base.truth.parent, base.pretrained):
+        if not path.exists():
+            continue
         (folder / path.relative_to(base.root)).parent.mkdir(parents=True, exist_ok=True)
         (folder / path.relative_to(base.root)).symlink_to(path.resolve())
     manifest = read_manifest(base.manifest)
@@ -83,7 +91,8 @@ def main() -> None:
     start = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory(prefix="alcycle-unlabeled-") as tmp:
-        base, params = base_project(Path(tmp) / "base")
+        pretrained = any(CONFIGS[name].get("init") == "pretrained" for name in args.configs)
+        base, params = base_project(Path(tmp) / "base", pretrained)
         for name in args.configs:
             overrides = CONFIGS[name]
             for seed in args.seeds:

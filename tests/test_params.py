@@ -108,6 +108,40 @@ def test_a_params_file_older_than_a_key_loads_as_it_behaved(tmp_path, strategy, 
     assert "fit:" not in path.read_text()  # the file itself is left as it was
 
 
+def test_fixmatch_with_a_frozen_backbone_fails_naming_both_keys(tmp_path):
+    path = write_params(tmp_path, **{"  semi_supervised: none": "  semi_supervised: fixmatch",
+                                     "  freeze_backbone: false": "  freeze_backbone: true",
+                                     "  init: scratch": "  init: pretrained", "  augment: true": "  augment: false",
+                                     "  method: none              # none | deepcluster | weights (a local":
+                                     "  method: deepcluster       # (a local"})
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    message = str(error.value)
+    assert "'train.semi_supervised: fixmatch'" in message and "'train.freeze_backbone'" in message
+    assert load_params(write_params(tmp_path, **{"  semi_supervised: none": "  semi_supervised: fixmatch"}))
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("    threshold: 0.95", "    threshold: 0", "'train.fixmatch.threshold' is 0.0; use 0 < threshold <= 1"),
+    ("    mu: 3", "    mu: 0", "'train.fixmatch.mu' is 0; it must be at least 1"),
+    ("    unlabeled_weight: 1.0", "    unlabeled_weight: -1", "'train.fixmatch.unlabeled_weight' is -1.0"),
+])
+def test_fixmatch_values_are_checked(tmp_path, old, new, message):
+    with pytest.raises(ParamsError, match=message.replace(".", r"\.")):
+        load_params(write_params(tmp_path, **{old: new}))
+
+
+def test_a_params_file_without_fixmatch_loads_with_its_defaults(tmp_path):
+    text = write_params(tmp_path).read_text()
+    start = text.index("  fixmatch:")
+    end = text.index("\n\n", start)
+    (tmp_path / "params.yaml").write_text(text[:start] + text[end + 1:])
+    params = load_params(tmp_path / "params.yaml")
+    assert "  fixmatch:" not in (tmp_path / "params.yaml").read_text()
+    assert (params.train.fixmatch.threshold, params.train.fixmatch.unlabeled_weight,
+            params.train.fixmatch.mu, params.train.fixmatch.flip) == (0.95, 1.0, 3, False)
+
+
 def test_a_key_added_later_is_still_checked_when_present(tmp_path):
     with pytest.raises(ParamsError, match="'train.loss_prediction.fit' must be bool"):
         load_params(write_params(tmp_path, **{"    fit: false": "    fit: maybe"}))

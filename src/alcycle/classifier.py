@@ -67,6 +67,14 @@ class ClassifierSettings:
                    dropout=hp.get("dropout", 0.0), loss_prediction=loss)
 
 
+def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean over the whole batch of weight × cross-entropy: logits (B, C), targets (B,), weights (B,).
+
+    An item of weight 0 adds 0 but still counts in the mean (FixMatch's masked loss).
+    """
+    return (weights * F.cross_entropy(logits, targets, reduction="none")).mean()
+
+
 class Classifier(pl.LightningModule):
     """Backbone (B, C, H, W) -> (B, D), then dropout and a linear head -> logits (B, num_classes).
 
@@ -128,8 +136,7 @@ class Classifier(pl.LightningModule):
             loss = loss + self.settings.loss_prediction.weight * self._ranking_loss(losses)
         if "pool" in batch:
             pool_pixels, pseudo_targets, weights = batch["pool"]
-            pool_losses = F.cross_entropy(self._logits(pool_pixels), pseudo_targets, reduction="none")
-            loss = loss + (weights * pool_losses).mean()
+            loss = loss + weighted_cross_entropy(self._logits(pool_pixels), pseudo_targets, weights)
         self.log("train_loss", loss, prog_bar=False)
         return loss
 

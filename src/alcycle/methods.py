@@ -4,7 +4,8 @@ This module imports no torch, so reading ``params.yaml`` checks the names agains
 registries (``params.py``); the stages load the chosen method from them.
 
 - ``SEMI_SUPERVISED`` (``train.semi_supervised``): ``(train: TrainParams, num_classes, cycle)
-  -> semi.Schedule``, the pseudo-labeller of one training run and how often it refreshes.
+  -> semi.Method``, whose ``callback`` gives a training run the pool's pseudo-labels: a
+  ``semi.Schedule`` (a pseudo-labeller and how often it refreshes) or FixMatch's views.
 - ``PRETRAIN`` (``pretrain.method``) and ``PRETRAIN_VIT`` (``pretrain_vit.method``):
   ``(root: Path, pixels: np.ndarray, params: Params) -> nn.Module``, the backbone (or
   transformer) learned or loaded; ``root`` is where a relative weights path starts.
@@ -20,6 +21,7 @@ SEMI_SUPERVISED = Registry("semi-supervised method", {
     "none": None,
     "label_propagation": "alcycle.semi:label_propagation",
     "ceal": "alcycle.semi:ceal",
+    "fixmatch": "alcycle.fixmatch:fixmatch",
 })
 PRETRAIN = Registry("pretrain method", {
     "none": None,

@@ -170,6 +170,21 @@ class CealParams:
 
 
 @dataclass(frozen=True)
+class FixMatchParams:
+    threshold: float  # a pool item trains on its weak view's class only when that class's probability >= this
+    unlabeled_weight: float  # λ_u: the unlabeled loss's weight next to the labeled one
+    mu: int  # unlabeled items per step = mu × train.batch_size, each seen weak and strong
+    flip: bool  # weak view: also a random horizontal flip (not for digits: a flip changes their meaning)
+
+    def problems(self) -> list[str]:
+        found = [] if 0.0 < self.threshold <= 1.0 else [
+            f"'train.fixmatch.threshold' is {self.threshold}; use 0 < threshold <= 1"]
+        if not self.unlabeled_weight >= 0.0:
+            found.append(f"'train.fixmatch.unlabeled_weight' is {self.unlabeled_weight}; it must be at least 0")
+        return found + _at_least_one(train__fixmatch__mu=self.mu)
+
+
+@dataclass(frozen=True)
 class LossPredictionParams:
     fit: bool  # train a loss prediction module beside the classifier (learning_loss reads it)
     weight: float  # λ: the ranking loss's weight next to the classification loss
@@ -187,7 +202,7 @@ class TrainParams:
     backbone: str  # small_cnn | resnet18
     init: str  # scratch | pretrained: start each cycle from pretrain's weights
     freeze_backbone: bool  # train only a linear classifier on the backbone's features
-    semi_supervised: str  # none | label_propagation | ceal
+    semi_supervised: str  # none | label_propagation | ceal | fixmatch
     steps: int  # optimiser steps per cycle (labels are drawn with replacement)
     batch_size: int
     lr: float
@@ -198,6 +213,7 @@ class TrainParams:
     label_propagation: LabelPropagationParams
     ceal: CealParams
     loss_prediction: LossPredictionParams
+    fixmatch: FixMatchParams
 
     def problems(self) -> list[str]:
         found = (_choice("train.backbone", self.backbone, BACKBONES) + _choice("train.init", self.init, INITS)
@@ -210,6 +226,10 @@ class TrainParams:
         if self.freeze_backbone and self.loss_prediction.fit:
             found.append("'train.loss_prediction.fit' needs the backbone's feature maps, which a frozen backbone "
                          "never computes while training; set 'train.freeze_backbone: false' or 'fit: false'")
+        if self.freeze_backbone and self.semi_supervised == "fixmatch":
+            found.append("'train.semi_supervised: fixmatch' needs the backbone to see each augmented view, which "
+                         "'train.freeze_backbone' never runs while training (the head trains on cached features); "
+                         "set 'train.freeze_backbone: false' or choose another 'train.semi_supervised'")
         if not 0.0 <= self.dropout < 1.0:
             found.append(f"'train.dropout' is {self.dropout}; use 0 <= p < 1")
         return found + _at_least_one(train__steps=self.steps, train__batch_size=self.batch_size) + _sections(self)
@@ -381,6 +401,8 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train.label_propagation.nprobe": lambda raw: 16,
     "select.candidates": lambda raw: {"method": "all", "size": 10000, "k": 100},
     "select.probcover": lambda raw: {"delta": 0.0, "alpha": 0.95, "clusters": 0},
+    # Unused unless train.semi_supervised is fixmatch, which no older params.yaml names.
+    "train.fixmatch": lambda raw: {"threshold": 0.95, "unlabeled_weight": 1.0, "mu": 3, "flip": False},
 }
 
 

@@ -3,6 +3,8 @@
 - the labeled and the pool loaders: a ``torch.Generator`` seeded ``seed * 1000 + stream``
   (``LABELED_LOADER``, ``POOL_LOADER``), so adding a stream never shifts another's draws;
 - augmentation (random shifts, the ViT's random affine): a generator seeded ``seed``;
+- FixMatch's weak and strong views: a generator seeded ``seed * 1000 + VIEWS``, one seed per
+  batch for torchvision's transforms, which draw from the global generator inside ``seeded``;
 - MC-dropout masks at extraction: a generator seeded ``seed`` (``extract`` passes ``params.seed``);
 - DeepCluster epoch ``e`` (k-means, cluster sampling, the fresh head): ``seed + e``;
 - weight initialisation, training-time dropout and the loaders' base seeds: torch's global
@@ -21,6 +23,7 @@ import torch
 
 LABELED_LOADER = 0
 POOL_LOADER = 1
+VIEWS = 2  # FixMatch's views: a stream of its own, apart from the loaders'
 
 
 def loader_generator(seed: int, stream: int) -> torch.Generator:
@@ -31,6 +34,11 @@ def loader_generator(seed: int, stream: int) -> torch.Generator:
 def augmentation_generator(seed: int) -> torch.Generator:
     """The generator a model draws its augmentations from while it trains."""
     return torch.Generator().manual_seed(seed)
+
+
+def views_generator(seed: int) -> torch.Generator:
+    """The generator FixMatch's weak and strong views of the unlabeled batches draw from."""
+    return torch.Generator().manual_seed(seed * 1000 + VIEWS)
 
 
 def mc_dropout_generator(seed: int) -> torch.Generator:

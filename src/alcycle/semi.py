@@ -2,14 +2,16 @@
 
 Two pseudo-labellers, each a pure function of the model's current view of the pool:
 label propagation (Iscen et al. 2019, as in Siméoni et al.) over the embeddings, and
-CEAL's high-confidence labels (Wang et al. 2017) from the probabilities. Pseudo-labels
-live only inside one training run: they never enter the labeled pool file.
+CEAL's high-confidence labels (Wang et al. 2017) from the probabilities; FixMatch
+(``fixmatch.py``) labels each step's batch from a weak view instead. Each method makes one
+``PoolCallback`` for a training run. Pseudo-labels live only inside one training run: they
+never enter the labeled pool file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import pytorch_lightning as pl
@@ -69,12 +71,34 @@ def ceal_labeller(delta: float) -> PseudoLabeller:
     return label
 
 
+class PoolCallback(pl.Callback):
+    """What a semi-supervised method adds to a training run: each step, ``train.fit`` draws
+    ``mu`` × batch_size items of ``pool_pixels`` as ``batch["pool"]`` = (pixels, rows), which
+    the callback turns into (pixels, pseudo-targets, weights) before the step, or drops.
+    ``latest`` holds the pseudo-labels in force at the end (``models/pseudo_labels.csv``)."""
+
+    pool_pixels: Any
+    mu: int = 1
+    latest: PseudoLabels | None = None
+
+
+class Method(Protocol):
+    """What ``methods.SEMI_SUPERVISED`` builds: the ``PoolCallback`` of one training run over
+    the pool's ``pool_pixels`` (N, C, H, W), with ``labels`` (N,) int64 (-1 = unlabeled)."""
+
+    def callback(self, pool_pixels: Any, labels: np.ndarray, seed: int, from_start: bool) -> PoolCallback: ...
+
+
 @dataclass(frozen=True)
 class Schedule:
     """A semi-supervised method for one training run: its labeller, refreshed every ``every`` steps."""
 
     labeller: PseudoLabeller
     every: int
+
+    def callback(self, pool_pixels: Any, labels: np.ndarray, seed: int, from_start: bool) -> RefreshPseudoLabels:
+        """The labeller over ``pool_pixels``; ``seed`` is unused (the labellers draw nothing)."""
+        return RefreshPseudoLabels(self.labeller, pool_pixels, labels, self.every, from_start)
 
 
 def label_propagation(train: TrainParams, num_classes: int, cycle: int) -> Schedule:
@@ -106,7 +130,7 @@ class PoolRows(Dataset):
         return torch.from_numpy(np.array(self.pixels[row])), row
 
 
-class RefreshPseudoLabels(pl.Callback):
+class RefreshPseudoLabels(PoolCallback):
     """Recompute the pool's pseudo-labels every ``every`` steps with the model being trained,
     and give each step's pool batch its current ones.
 

@@ -27,7 +27,7 @@ from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import class_index, cycle_number, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.methods import SEMI_SUPERVISED
-from alcycle.semi import PoolRows, RefreshPseudoLabels, Schedule
+from alcycle.semi import Method, PoolCallback, PoolRows, Schedule
 
 _L = Layout()
 STAGE = Stage(
@@ -41,7 +41,7 @@ STAGE = Stage(
     outs=(cached(_L.model), cached(_L.pseudo_labels)),
     code=("backbones", "classifier.py", "augment.py", "loss_prediction.py", "training.py", "inference.py",
           "checkpoints.py", "rng.py", "semi.py", "propagation.py", "faiss_ops.py", "features.py", "head.py",
-          "pixel_store.py"),
+          "pixel_store.py", "fixmatch.py"),
 )
 
 
@@ -61,12 +61,14 @@ def build_classifier(params: Params, in_channels: int) -> Classifier:
     return Classifier(build_backbone(tp.backbone, in_channels), settings)
 
 
-def _loader(data: TensorDataset | PoolRows, params: Params, stream: int) -> DataLoader:
-    """Draws with replacement, so the step count does not depend on how many items there are."""
+def _loader(data: TensorDataset | PoolRows, params: Params, stream: int, mu: int = 1) -> DataLoader:
+    """Batches of ``mu`` × batch_size, drawn with replacement, so the step count does not
+    depend on how many items there are."""
     tp = params.train
     generator = rng.loader_generator(params.seed, stream)
-    sampler = RandomSampler(data, replacement=True, num_samples=tp.steps * tp.batch_size, generator=generator)
-    return DataLoader(data, batch_size=tp.batch_size, sampler=sampler, num_workers=0)
+    batch_size = mu * tp.batch_size
+    sampler = RandomSampler(data, replacement=True, num_samples=tp.steps * batch_size, generator=generator)
+    return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=0)
 
 
 def fit(
@@ -74,26 +76,27 @@ def fit(
     pixels: np.ndarray,
     targets: np.ndarray,
     params: Params,
-    refresh: RefreshPseudoLabels | None = None,
+    refresh: PoolCallback | None = None,
 ) -> Classifier:
     """Train ``model`` for ``train.steps`` steps on uint8 ``pixels`` (n, C, H, W) and ``targets`` (n,).
 
-    With ``refresh``, every step also takes a batch of the pool (pixels, rows), read from
-    ``refresh.pool_pixels`` when drawn, which ``refresh`` gives its current pseudo-labels. Training-time dropout and the loaders'
-    base seeds draw from torch's global generator: ``run`` seeds it (``rng.seeded``).
+    With ``refresh``, every step also takes ``refresh.mu`` × batch_size items of the pool
+    (pixels, rows), read from ``refresh.pool_pixels`` when drawn, which ``refresh`` gives
+    their pseudo-labels. Training-time dropout and the loaders' base seeds draw from
+    torch's global generator: ``run`` seeds it (``rng.seeded``).
     """
     loaders = {"labeled": _loader(TensorDataset(torch.from_numpy(np.array(pixels)), torch.from_numpy(targets)),
                                   params, stream=rng.LABELED_LOADER)}
     callbacks = []
-    if refresh is not None:
+    if refresh is not None and len(refresh.pool_pixels):  # FixMatch's is empty once all is labeled
         # Each pool batch is read from the store when drawn: the pool is never copied whole.
-        loaders["pool"] = _loader(PoolRows(refresh.pool_pixels), params, stream=rng.POOL_LOADER)
+        loaders["pool"] = _loader(PoolRows(refresh.pool_pixels), params, stream=rng.POOL_LOADER, mu=refresh.mu)
         callbacks.append(refresh)
     lightning_fit(model, loaders, max_steps=params.train.steps, callbacks=callbacks)
     return model.eval()
 
 
-def pseudo_labeller(params: Params, cycle: int) -> Schedule | None:
+def pseudo_labeller(params: Params, cycle: int) -> Method | None:
     """The ``train.semi_supervised`` method for this cycle (None for ``none``)."""
     build = SEMI_SUPERVISED.load(params.train.semi_supervised)
     return build(params.train, len(params.classes), cycle) if build else None
@@ -136,13 +139,13 @@ def run(layout: Layout, params: Params) -> Classifier:
     return model
 
 
-def _refresh(schedule, pixels, manifest, pool_rows, labeled_rows, targets, params) -> RefreshPseudoLabels:
+def _refresh(schedule, pixels, manifest, pool_rows, labeled_rows, targets, params) -> PoolCallback:
     labels = np.full(len(pool_rows), -1, dtype=np.int64)
     position = {row: i for i, row in enumerate(pool_rows)}
     labels[[position[r] for r in labeled_rows]] = targets
     # A lazy view: pixels[pool_rows] would copy every pool image out of the memory map.
-    return RefreshPseudoLabels(schedule.labeller, pixel_store.Rows(pixels, pool_rows), labels, schedule.every,
-                               from_start=params.train.init == "pretrained")
+    return schedule.callback(pixel_store.Rows(pixels, pool_rows), labels, params.seed,
+                             from_start=params.train.init == "pretrained")
 
 
 def _write_pseudo_labels(layout, manifest, pool_rows, refresh, classes) -> None:
@@ -192,6 +195,8 @@ def run_frozen(layout: Layout, params: Params) -> Classifier:
             rows = rows_of(manifest, labeled["id"])
             targets = class_index(params.classes, labeled["label"])
             if schedule is not None:
+                # params.py refuses FixMatch here: it needs the backbone to see its views.
+                assert isinstance(schedule, Schedule), "only a pseudo-labeller trains a frozen backbone's head"
                 refresh = RefreshFromEmbeddings(schedule.labeller, embeddings, pool_rows,
                                                 _pool_labels(pool_rows, rows, targets), schedule.every,
                                                 from_start=True)  # the features are pretrained ones
