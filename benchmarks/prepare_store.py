@@ -28,7 +28,6 @@ from pathlib import Path
 from process_tree import run_sampled
 from synthetic_images import write_images
 
-from alcycle.scaffold import render_params
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE = """
@@ -59,7 +58,12 @@ def run_prepare(src: Path, project: Path, images: Path, classes: list[str]) -> d
     """Run ``src``'s prepare on ``images`` in a fresh project; its time, memory and disk."""
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
-    (project / "params.yaml").write_text(render_params("folder", str(images), tuple(classes), 64, 3, 0))
+    # Each version's own params.yaml: an older one refuses keys added since.
+    render = (f"from alcycle.scaffold import render_params; "
+              f"print(render_params('folder', {str(images)!r}, {tuple(classes)!r}, 64, 3, 0), end='')")
+    rendered = subprocess.run([sys.executable, "-c", render], env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"},
+                              check=True, capture_output=True, text=True).stdout
+    (project / "params.yaml").write_text(rendered)
     code, seconds, tree_pss, stdout, tree_anonymous = run_sampled([sys.executable, "-c", STAGE, str(project)],
                                                   env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
     if code:
