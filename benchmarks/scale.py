@@ -1,6 +1,6 @@
 """Benchmark: every stage of a frozen-feature cycle at 10^4, 10^5 and 10^6 images.
 
-    python benchmarks/scale.py [--n 10000 100000] [--fashion] [--work /tmp/alcycle-scale] [--out FILE.jsonl]
+    python benchmarks/scale.py [--n 10000 100000] [--fashion] [--work /tmp/alcycle-scale] [--out FILE.jsonl] [--resume]
 
 For each N: synthetic 64×64 RGB PNGs in 10 class folders (``synthetic_images.py``; kept
 under ``--work`` and reused), ``alcycle init`` on them (10% test split), and a frozen
@@ -20,7 +20,9 @@ memory-mapped files the step read count too) and, in brackets, anonymous memory 
 processes allocated themselves). Then ``dvc commit`` records the state and a no-op
 ``dvc repro`` is timed, before and after ``dvc freeze prepare``. Disk: ``data/prepared``, ``data/features`` and the DVC cache.
 ``--fashion`` adds Fashion-MNIST's 70,000 28×28 gray images (Debian's package) as one
-more pool, the same way. One JSON line per N goes to ``--out``; the table printed at the end gives each step's
+more pool, the same way. Each finished step is saved beside its project, so ``--resume``
+goes on after an interruption (at 10⁶, after the hour of images, prepare and embed). One
+JSON line per N (with the commit measured) goes to ``--out``; the table printed at the end gives each step's
 growth exponent between consecutive sizes, log(t₂/t₁) / log(N₂/N₁) (1 = linear).
 """
 
@@ -46,6 +48,8 @@ STRATEGIES = ("entropy", "coreset", "typiclust", "badge")
 SUBSET_STRATEGIES = ("coreset", "typiclust", "badge")  # again, on SEALS' candidate subset
 BUDGET = 1000
 BIN = Path(sys.executable).parent
+COMMIT = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                        capture_output=True, text=True).stdout.strip()  # the code measured
 
 
 def images(work: Path, n: int) -> tuple[Path, float]:
@@ -105,15 +109,21 @@ def disk_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1) if path.exists() else 0.0
 
 
-def one_size(work: Path, n: int, fashion: bool = False) -> dict:
+def one_size(work: Path, n: int, fashion: bool = False, resume: bool = False) -> dict:
     """Every step at ``n`` images (Fashion-MNIST's 70,000 with ``fashion``); returns the record."""
     folder, generated = (None, 0.0) if fashion else images(work, n)
-    project = frozen_project(work, n, folder)
-    steps: dict[str, dict] = {}
+    project = work / f"project-{n if folder else 'fashion'}"
+    progress = project.with_name(project.name + ".steps.json")  # the steps done so far, for --resume
+    steps: dict[str, dict] = json.loads(progress.read_text()) if resume and progress.exists() else {}
+    if not steps:
+        frozen_project(work, n, folder)
 
     def step(name: str, *cmd: str) -> None:
+        if name in steps:  # done before an interruption: --resume goes on from the next one
+            return
         steps[name] = measured([str(BIN / "alcycle"), *cmd] if cmd[0] != "dvc" else
                                [str(BIN / "dvc"), *cmd[1:]], project)
+        progress.write_text(json.dumps(steps))
         print(f"  N = {n:,}: {name:<32} {steps[name]['seconds']:9.1f} s {steps[name]['peak_mb']:7,} MB "
               f"(anonymous {steps[name]['anon_mb']:,} MB)", flush=True)
 
@@ -134,7 +144,8 @@ def one_size(work: Path, n: int, fashion: bool = False) -> dict:
     step("no-op dvc repro", "dvc", "repro")
     step("dvc freeze prepare", "dvc", "freeze", "prepare")
     step("no-op dvc repro, prepare frozen", "dvc", "repro")
-    return {"n": n, "images_written_s": round(generated, 1), "steps": steps,
+    progress.unlink()
+    return {"n": n, "commit": COMMIT, "images_written_s": round(generated, 1), "steps": steps,
             "source": "fashion_mnist" if fashion else "synthetic",
             "disk_mb": {"prepared": disk_mb(project / "data/prepared"), "features": disk_mb(project / "data/features"),
                         "dvc_cache": disk_mb(project / ".dvc/cache"),
@@ -174,12 +185,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/alcycle-scale"))
     parser.add_argument("--out", type=Path, default=None, help="append one JSON line per N")
     parser.add_argument("--fashion", action="store_true", help="also Fashion-MNIST (dataset-fashion-mnist)")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on in the existing projects from the step after the last one recorded")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     records = []
     pools = [(n, False) for n in args.n] + [(70_000, True)] * args.fashion
     for n, fashion in pools:
-        record = one_size(args.work, n, fashion)
+        record = one_size(args.work, n, fashion, args.resume)
         records.append(record)
         if args.out:
             with args.out.open("a", encoding="utf-8") as handle:
