@@ -13,7 +13,7 @@ runs as its own ``alcycle <stage>`` process, as ``dvc repro`` would run it:
 - cycle 1: label-import, train (the head), extract, evaluate, then select 1,000 items with
   each of entropy, coreset, typiclust and badge.
 
-Cycle 1 then selects again with coreset, typiclust and badge on SEALS' candidate subset
+Cycle 1 then selects again with coreset, typiclust and badge, and with probcover, on SEALS' candidate subset
 (``select.candidates.method: seals``). Per step: wall time and the peak memory of the
 process tree, sampled every 0.2 s: PSS (forked decode workers count once; pages of
 memory-mapped files the step read count too) and, in brackets, anonymous memory (what the
@@ -45,7 +45,7 @@ from synthetic_images import write_images
 ONCE = ("prepare", "pretrain", "pretrain-vit", "embed")
 CYCLE = ("label-import", "train", "extract", "evaluate")
 STRATEGIES = ("entropy", "coreset", "typiclust", "badge")
-SUBSET_STRATEGIES = ("coreset", "typiclust", "badge")  # again, on SEALS' candidate subset
+SUBSET_STRATEGIES = ("coreset", "typiclust", "badge", "probcover")  # on SEALS' candidate subset
 BUDGET = 1000
 BIN = Path(sys.executable).parent
 COMMIT = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
