@@ -43,7 +43,7 @@ def test_crop_boxes_stay_inside_the_image_and_span_the_scales():
     shares = []
     for _ in range(300):
         top, left, h, w = crop_box(28, 20, 0.3, generator)
-        assert 0 <= top and top + h <= 28 and 0 <= left and left + w <= 20
+        assert top >= 0 and top + h <= 28 and left >= 0 and left + w <= 20
         shares.append(h * w / (28 * 20))
     assert min(shares) < 0.4 and max(shares) > 0.9  # drawn from 0.3..1 of the area
 

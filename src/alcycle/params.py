@@ -409,7 +409,7 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train.label_propagation.nprobe": lambda raw: 16,
     "select.candidates": lambda raw: {"method": "all", "size": 10000, "k": 100},
     "select.probcover": lambda raw: {"delta": 0.0, "alpha": 0.95, "clusters": 0},
-    "pretrain.simclr": lambda raw: {"epochs": 15, "batch_size": 256, "lr": 0.001, "temperature": 0.5,
+    "pretrain.simclr": lambda raw: {"epochs": 8, "batch_size": 256, "lr": 0.001, "temperature": 0.5,
                                     "projection_dim": 64, "min_scale": 0.3, "jitter": 0.5, "blur": False,
                                     "flip": False},
 }

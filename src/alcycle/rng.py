@@ -1,8 +1,8 @@
 """Where every training-time random draw comes from: one seed (``params.seed``), named streams.
 
-- the labeled and the pool loaders: a ``torch.Generator`` seeded ``seed * 1000 + stream``
-  (``LABELED_LOADER``, ``POOL_LOADER``), so adding a stream never shifts another's draws;
-- augmentation (random shifts, the ViT's random affine): a generator seeded ``seed``;
+- the labeled and the pool loaders (SimCLR's order of the pool too): a ``torch.Generator`` seeded
+  ``seed * 1000 + stream`` (``LABELED_LOADER``, ``POOL_LOADER``), so adding a stream never shifts another's draws;
+- augmentation (random shifts, the ViT's random affine, SimCLR's views): a generator seeded ``seed``;
 - MC-dropout masks at extraction: a generator seeded ``seed`` (``extract`` passes ``params.seed``);
 - DeepCluster epoch ``e`` (k-means, cluster sampling, the fresh head): ``seed + e``;
 - weight initialisation, training-time dropout and the loaders' base seeds: torch's global
