@@ -104,7 +104,8 @@ def warmup_cosine(steps: int) -> Any:
 
 class StoreRows(Dataset):
     """Images of a uint8 store (N, C, H, W), e.g. a memory map, read one at a time when drawn:
-    a loader holds one batch, never the pool (O(batch) in memory)."""
+    a loader holds one batch, never the pool (O(batch) in memory). Not ``semi.PoolRows``: pretrain
+    would then list semi.py among its code, and a pseudo-labelling change would re-run it."""
 
     def __init__(self, pixels: np.ndarray) -> None:
         self.pixels = pixels
