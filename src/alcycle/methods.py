@@ -26,6 +26,7 @@ SEMI_SUPERVISED = Registry("semi-supervised method", {
 PRETRAIN = Registry("pretrain method", {
     "none": None,
     "deepcluster": "alcycle.deepcluster:deepcluster_backbone",
+    "simclr": "alcycle.simclr:simclr_backbone",
     "weights": "alcycle.checkpoints:backbone_from_weights",
 })
 PRETRAIN_VIT = Registry("pretrain_vit method", {

@@ -91,8 +91,35 @@ class LabelImportParams:
 
 
 @dataclass(frozen=True)
+class SimCLRParams:
+    epochs: int  # passes over the pool
+    batch_size: int  # images per step; each has two views, and the other 2B − 2 are its negatives
+    lr: float  # AdamW, warmed up over 10% of the steps, then a cosine to 0
+    temperature: float  # τ of NT-Xent
+    projection_dim: int  # output of the 2-layer projection head (discarded after training)
+    min_scale: float  # random resized crop: smallest share of the image's area
+    jitter: float  # colour distortion strength (brightness, contrast; saturation and hue on RGB); 0 = none
+    blur: bool  # Gaussian blur on half of the views
+    flip: bool  # horizontal flips
+
+    def problems(self) -> list[str]:
+        found = _at_least_one(pretrain__simclr__epochs=self.epochs,
+                              pretrain__simclr__projection_dim=self.projection_dim)
+        if self.batch_size < 2:
+            found.append(f"'pretrain.simclr.batch_size' is {self.batch_size}; use at least 2 (a view needs negatives)")
+        for key, value in [("lr", self.lr), ("temperature", self.temperature)]:
+            if value <= 0:
+                found.append(f"'pretrain.simclr.{key}' is {value}; it must be above 0")
+        if not 0.0 < self.min_scale <= 1.0:
+            found.append(f"'pretrain.simclr.min_scale' is {self.min_scale}; use 0 < x <= 1")
+        if self.jitter < 0:
+            found.append(f"'pretrain.simclr.jitter' is {self.jitter}; use 0 (none) or more")
+        return found
+
+
+@dataclass(frozen=True)
 class PretrainParams:
-    method: str  # none | deepcluster | weights
+    method: str  # none | deepcluster | simclr | weights
     weights: str  # local path to backbone weights (method: weights)
     epochs: int  # DeepCluster epochs: cluster, then one pass over the images
     clusters: int  # k-means clusters; 0 = 5 × number of classes
@@ -100,13 +127,14 @@ class PretrainParams:
     pca: int  # whitened PCA dimensions before k-means; 0 = none
     batch_size: int
     lr: float
+    simclr: SimCLRParams  # method: simclr
 
     def problems(self) -> list[str]:
         found = _choice("pretrain.method", self.method, PRETRAIN)
         if self.method == "weights" and not self.weights:
             found.append("'pretrain.weights' is empty; method 'weights' needs a local weights file")
         return found + _at_least_one(pretrain__epochs=self.epochs, pretrain__batch_size=self.batch_size,
-                                     pretrain__kmeans_iterations=self.kmeans_iterations)
+                                     pretrain__kmeans_iterations=self.kmeans_iterations) + _sections(self)
 
 
 @dataclass(frozen=True)
@@ -403,6 +431,9 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "select.probcover": lambda raw: {"delta": 0.0, "alpha": 0.95, "clusters": 0},
     # Unused unless train.semi_supervised is fixmatch, which no older params.yaml names.
     "train.fixmatch": lambda raw: {"threshold": 0.95, "unlabeled_weight": 1.0, "mu": 3, "flip": False},
+    "pretrain.simclr": lambda raw: {"epochs": 8, "batch_size": 256, "lr": 0.001, "temperature": 0.5,
+                                    "projection_dim": 64, "min_scale": 0.3, "jitter": 0.5, "blur": False,
+                                    "flip": False},
 }
 
 

@@ -1,8 +1,8 @@
 """Where every training-time random draw comes from: one seed (``params.seed``), named streams.
 
-- the labeled and the pool loaders: a ``torch.Generator`` seeded ``seed * 1000 + stream``
-  (``LABELED_LOADER``, ``POOL_LOADER``), so adding a stream never shifts another's draws;
-- augmentation (random shifts, the ViT's random affine): a generator seeded ``seed``;
+- the labeled and the pool loaders (SimCLR's order of the pool too): a ``torch.Generator`` seeded
+  ``seed * 1000 + stream`` (``LABELED_LOADER``, ``POOL_LOADER``), so adding a stream never shifts another's draws;
+- augmentation (random shifts, the ViT's random affine, SimCLR's views): a generator seeded ``seed``;
 - FixMatch's weak and strong views: a generator seeded ``seed * 1000 + VIEWS``, one seed per
   batch for torchvision's transforms, which draw from the global generator inside ``seeded``;
 - MC-dropout masks at extraction: a generator seeded ``seed`` (``extract`` passes ``params.seed``);

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import alcycle.deepcluster as deepcluster
+import alcycle.simclr as simclr
 import alcycle.stages.pretrain as pretrain
 from alcycle.backbones import build_backbone
 from alcycle.backbones.resnet import resnet18_small
@@ -120,3 +121,57 @@ def test_a_relative_weights_path_is_taken_from_the_project_folder(tmp_path, para
         assert torch.equal(saved["state_dict"][name], tensor), name
     with pytest.raises(FileNotFoundError, match="pretrain.weights: .*absent.pt not found"):
         pretrain.run(layout, with_pretrain(params, method="weights", weights="absent.pt"))
+
+
+def with_simclr(params, **values):
+    return with_pretrain(params, method="simclr", simclr=dataclasses.replace(params.pretrain.simclr, **values))
+
+
+def test_simclr_weights_load_through_the_pretrained_start(tmp_path, params):
+    """The stage saves SimCLR's backbone as it saves DeepCluster's (same keys, no projection head),
+    and train.init: pretrained starts from exactly those weights."""
+    layout = Layout(tmp_path)
+    layout.pixels.parent.mkdir(parents=True)
+    np.save(layout.pixels, toy_digits(n=16)[0])
+    p = with_simclr(params, epochs=1, batch_size=8)
+    saved = pretrain.run(layout, p)
+    assert set(saved) == {"method", "backbone", "state_dict"} and saved["method"] == "simclr"
+    assert set(saved["state_dict"]) == set(build_backbone("small_cnn", 1).state_dict())
+    model = initial_model(layout, dataclasses.replace(p, train=dataclasses.replace(p.train, init="pretrained")), 1)
+    for name, tensor in model.backbone.state_dict().items():
+        assert torch.equal(tensor, saved["state_dict"][name]), name
+
+
+def test_simclr_is_reproducible_and_leaves_torchs_generator_alone(params):
+    pixels, _ = toy_digits(n=16)
+    p = with_simclr(params, epochs=1, batch_size=8)
+    state = torch.get_rng_state()
+    first = simclr.pretrain_backbone(pixels, p).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(123)  # another global state changes nothing
+    second = simclr.pretrain_backbone(pixels, p).state_dict()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    third = simclr.pretrain_backbone(pixels, dataclasses.replace(p, seed=1)).state_dict()
+    assert not torch.equal(first["features.0.0.weight"], third["features.0.0.weight"])
+
+
+def test_simclr_reads_the_store_a_row_at_a_time(tmp_path, params):
+    """A memory-mapped pool stays one: training reads single rows, never the whole array."""
+    path = tmp_path / "pixels.npy"
+    np.save(path, toy_digits(n=16)[0])
+
+    class Recording:
+        def __init__(self, pixels):
+            self.pixels, self.shape, self.reads = pixels, pixels.shape, []
+
+        def __len__(self):
+            return len(self.pixels)
+
+        def __getitem__(self, index):
+            self.reads.append(index)
+            return self.pixels[index]
+
+    pixels = Recording(np.load(path, mmap_mode="r"))
+    simclr.pretrain_backbone(pixels, with_simclr(params, epochs=1, batch_size=8))
+    assert len(pixels.reads) == 16 and all(isinstance(row, int) for row in pixels.reads)

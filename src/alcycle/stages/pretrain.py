@@ -1,7 +1,7 @@
 """pretrain: backbone weights learned once from every image, with no label at all.
 
 ``pretrain.method``: ``deepcluster`` trains a ``train.backbone`` with DeepCluster
-(``alcycle.deepcluster``); ``weights`` loads a local file of weights (a torchvision or
+(``alcycle.deepcluster``), ``simclr`` with SimCLR (``alcycle.simclr``); ``weights`` loads a local file of weights (a torchvision or
 self-supervised checkpoint; a relative path is taken from the project folder); ``none``
 writes a note that there are none. Nothing is downloaded.
 
@@ -27,8 +27,8 @@ STAGE = Stage(
     deps=(_L.pixels,),
     params=("seed", "classes", "pretrain", "train.backbone", "train.momentum", "train.weight_decay"),
     outs=(cached(_L.pretrained),),
-    code=("deepcluster.py", "backbones", "classifier.py", "augment.py", "loss_prediction.py", "inference.py",
-          "training.py", "checkpoints.py", "rng.py", "faiss_ops.py"),
+    code=("deepcluster.py", "simclr.py", "views.py", "backbones", "classifier.py", "augment.py", "loss_prediction.py",
+          "inference.py", "training.py", "checkpoints.py", "rng.py", "faiss_ops.py"),
 )
 
 
