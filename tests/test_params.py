@@ -113,7 +113,7 @@ def test_fixmatch_with_a_frozen_backbone_fails_naming_both_keys(tmp_path):
     path = write_params(tmp_path, **{"  semi_supervised: none": "  semi_supervised: fixmatch",
                                      "  freeze_backbone: false": "  freeze_backbone: true",
                                      "  init: scratch": "  init: pretrained", "  augment: true": "  augment: false",
-                                     "  method: none              # none | deepcluster | weights (a local":
+                                     "  method: none              # none | deepcluster | simclr | weights (a local":
                                      "  method: deepcluster       # (a local"})
     with pytest.raises(ParamsError) as error:
         load_params(path)
