@@ -93,7 +93,7 @@ def main() -> None:
             write_images(images.with_suffix(".part"), n)
             images.with_suffix(".part").rename(images)
             print(f"n={n}: wrote the images in {time.perf_counter() - start:.1f} s", flush=True)
-        classes = sorted(p.name for p in images.iterdir())
+        classes = sorted(p.name for p in images.iterdir() if not p.name.startswith("."))
         for name, src in versions.items():
             result = run_prepare(src, args.work / f"project-{name}-{n}", images, classes)
             print(json.dumps({"n": n, "version": name, **result}), flush=True)
