@@ -27,7 +27,7 @@ import pandas as pd
 from alcycle.layout import Layout
 from alcycle.params import Params, load_params
 from alcycle.pool import read_manifest, split_rows
-from alcycle.scaffold import MNIST_CLASSES, render_params
+from alcycle.scaffold import SHIPPED, render_params
 from alcycle.stages import evaluate, extract, label_import, prepare, pretrain, train
 
 CONFIGS = {
@@ -42,10 +42,11 @@ CONFIGS = {
 }
 
 
-def base_project(folder: Path, pretrained: bool = True) -> tuple[Layout, Params]:
+def base_project(folder: Path, pretrained: bool = True, data: str = "mnist") -> tuple[Layout, Params]:
     layout = Layout(folder)
     folder.mkdir(parents=True)
-    layout.params.write_text(render_params("mnist", "", MNIST_CLASSES, 28, 1, 0))
+    classes, size, channels = SHIPPED[data]
+    layout.params.write_text(render_params(data, "", classes, size, channels, 0))
     params = load_params(layout.params)
     prepare.run(layout, params)
     if not pretrained:
@@ -86,24 +87,38 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budgets", type=int, nargs="+", default=[20, 50, 100, 200])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--data", default="mnist", choices=list(SHIPPED), help="a shipped dataset (fashion_mnist: Debian's)")
+    parser.add_argument("--ceiling", action="store_true", help="also train plain on every pool label")
+    parser.add_argument("--ceiling-steps", type=int, default=0, help="its train.steps (default: as shipped)")
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     start = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory(prefix="alcycle-unlabeled-") as tmp:
         pretrained = any(CONFIGS[name].get("init") == "pretrained" for name in args.configs)
-        base, params = base_project(Path(tmp) / "base", pretrained)
+        base, params = base_project(Path(tmp) / "base", pretrained, args.data)
         for name in args.configs:
             overrides = CONFIGS[name]
             for seed in args.seeds:
                 trial = dataclasses.replace(params, seed=seed, train=dataclasses.replace(params.train, **overrides))
                 results[name, seed] = learning_curve(base, trial, args.budgets, Path(tmp) / f"{name}-{seed}")
                 print(f"{name:20s} seed {seed}: " + "  ".join(f"{a:.4f}" for a in results[name, seed]), flush=True)
-    print(f"\nMNIST-5k, random selection, test accuracy (mean ± std over seeds {args.seeds})")
+        if args.ceiling:
+            pool = int((read_manifest(base.manifest)["split"] == "pool").sum())
+            for seed in args.seeds:
+                steps = args.ceiling_steps or params.train.steps
+                full = dataclasses.replace(params, seed=seed, train=dataclasses.replace(params.train, steps=steps))
+                results["all labels", seed] = learning_curve(base, full, [pool], Path(tmp) / f"ceiling-{seed}")
+                print(f"{'all labels':20s} seed {seed}: {results['all labels', seed][0]:.4f} ({pool} labels, {steps} steps)",
+                      flush=True)
+    print(f"\n{args.data}, random selection, test accuracy (mean ± std over seeds {args.seeds})")
     print(f"{'configuration':20s}" + "".join(f"{b:>16d}" for b in args.budgets))
     for name in args.configs:
         curves = np.array([results[name, seed] for seed in args.seeds])
         print(f"{name:20s}" + "".join(f"{m:>10.4f} ± {s:.3f}" for m, s in zip(curves.mean(0), curves.std(0))))
+    if args.ceiling:
+        ceiling = np.array([results["all labels", seed][0] for seed in args.seeds])
+        print(f"{'all labels':20s}{ceiling.mean():>10.4f} ± {ceiling.std():.3f} (every pool label)")
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
 
