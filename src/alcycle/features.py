@@ -76,7 +76,7 @@ def write_embeddings(backbone: nn.Module, pixels: np.ndarray, path: Path, batch_
     dim = cast(Backbone, backbone).out_dim
     # A channels-last copy in eval mode (batch-norm statistics as stored, as in the
     # classifier's frozen backbone), fed FORWARD_BATCH images at a time: on a CPU this runs
-    # the small CNN 3-5x faster than contiguous batches of 500 (benchmarks/frozen.py).
+    # the small CNN 2-2.5x faster than contiguous batches of 500 (benchmarks/embed_speed.py).
     # The caller's module is left as it was.
     fast = copy.deepcopy(backbone).eval().to(memory_format=torch.channels_last)
     step = min(batch_size, FORWARD_BATCH)
