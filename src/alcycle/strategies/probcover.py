@@ -56,10 +56,11 @@ def purity_delta(x: np.ndarray, clusters: int, alpha: float, seed: int, rng: np.
     _, labels = kmeans(x, clusters, KMEANS_ITERATIONS, seed, nredo=KMEANS_RUNS)
     sample = np.arange(len(x)) if len(x) <= PURITY_SAMPLE else np.sort(rng.choice(len(x), PURITY_SAMPLE, replace=False))
     nearest_other = np.full(len(sample), np.inf)
+    queries, query_labels = x[sample], labels[sample]
     for start in range(0, len(x), DATABASE_BLOCK):
         block = slice(start, start + DATABASE_BLOCK)
-        squared = np.clip(2.0 - 2.0 * (x[sample] @ x[block].T), 0.0, None)
-        squared[labels[sample][:, None] == labels[block][None, :]] = np.inf
+        squared = np.clip(2.0 - 2.0 * (queries @ x[block].T), 0.0, None)
+        squared[query_labels[:, None] == labels[block][None, :]] = np.inf
         np.minimum(nearest_other, squared.min(axis=1), out=nearest_other)
     distances = np.sort(np.sqrt(nearest_other))
     m = int(np.floor((1.0 - alpha) * len(distances) + 1e-9))
