@@ -5,7 +5,8 @@
 For each ``pretrain.method`` (shipped parameters otherwise): its pretraining wall time,
 then test accuracy at each budget of random oracle labels for two probes on the frozen
 backbone (``train.freeze_backbone``): a linear head, and a linear head with label
-propagation over the pool (the real stages: embed, label-import, train, extract, evaluate).
+propagation over the pool (``unlabeled.learning_curve``: the real stages embed, label-import,
+train, extract, evaluate).
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from unlabeled import learning_curve
 
 from alcycle.layout import Layout
 from alcycle.params import Params, load_params
-from alcycle.pool import read_manifest, split_rows
 from alcycle.scaffold import MNIST_CLASSES, render_params
-from alcycle.stages import embed, evaluate, extract, label_import, prepare, pretrain, train
+from alcycle.stages import prepare, pretrain
 
 PROBES = {
     "frozen + linear": {"init": "pretrained", "freeze_backbone": True},
@@ -50,26 +49,6 @@ def pretrained(base: Layout, params: Params, method: str, folder: Path) -> tuple
     return layout, time.perf_counter() - start
 
 
-def probe_curve(base: Layout, params: Params, budgets: list[int], folder: Path) -> list[float]:
-    """Oracle-labelled random batches up to each budget; test accuracy after each cycle."""
-    layout = linked_project(base, folder, [base.prepared, base.truth.parent, base.pretrained])
-    embed.run(layout, params)
-    manifest = read_manifest(base.manifest)
-    truth = pd.read_csv(base.truth, dtype=str).set_index("id")["label"]
-    order = np.random.default_rng(params.seed).permutation(manifest["id"].to_numpy()[split_rows(manifest, "pool")])
-    curve, done = [], 0
-    layout.annotations.mkdir(parents=True, exist_ok=True)
-    for cycle, budget in enumerate(budgets, start=1):
-        ids = order[done:budget]
-        pd.DataFrame({"id": ids, "label": truth.loc[ids].to_numpy()}).to_csv(
-            layout.annotations / f"batch-{cycle:04d}.csv", index=False)
-        done = budget
-        for stage in (label_import, train, extract):
-            stage.run(layout, params)
-        curve.append(evaluate.run(layout, params, log_to_mlflow=False)["test_accuracy"])
-    return curve
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["deepcluster", "simclr"])
@@ -89,7 +68,7 @@ def main() -> None:
             print(f"{method}: pretraining {seconds:.0f} s", flush=True)
             for probe, overrides in PROBES.items():
                 trial = dataclasses.replace(params, train=dataclasses.replace(params.train, **overrides))
-                curve = probe_curve(layout, trial, args.budgets, Path(tmp) / f"{method}-{probe}")
+                curve = learning_curve(layout, trial, args.budgets, Path(tmp) / f"{method}-{probe}")
                 rows.append((method, probe, seconds, curve))
                 print(f"{method:12s} {probe:28s} " + "  ".join(f"{a:.4f}" for a in curve), flush=True)
     print(f"\nMNIST-5k, random labels, seed {args.seed}: test accuracy on frozen pretrained features")

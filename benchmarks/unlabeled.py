@@ -28,7 +28,7 @@ from alcycle.layout import Layout
 from alcycle.params import Params, load_params
 from alcycle.pool import read_manifest, split_rows
 from alcycle.scaffold import SHIPPED, render_params
-from alcycle.stages import evaluate, extract, label_import, prepare, pretrain, train
+from alcycle.stages import embed, evaluate, extract, label_import, prepare, pretrain, train
 
 CONFIGS = {
     "plain": {},
@@ -66,6 +66,7 @@ def learning_curve(base: Layout, params: Params, budgets: list[int], folder: Pat
             continue
         (folder / path.relative_to(base.root)).parent.mkdir(parents=True, exist_ok=True)
         (folder / path.relative_to(base.root)).symlink_to(path.resolve())
+    embed.run(layout, params)  # the frozen backbone's features (frozen configs); else only a note
     manifest = read_manifest(base.manifest)
     truth = pd.read_csv(base.truth, dtype=str).set_index("id")["label"]
     order = np.random.default_rng(params.seed).permutation(manifest["id"].to_numpy()[split_rows(manifest, "pool")])
