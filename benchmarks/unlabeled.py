@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -23,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from alcycle.layout import Layout
-from alcycle.params import Params, load_params
+from alcycle.params import Params, params_from_dict
 from alcycle.pool import read_manifest, split_rows
 from alcycle.scaffold import SHIPPED, render_params
 from alcycle.stages import embed, evaluate, extract, label_import, prepare, pretrain, train
@@ -39,22 +41,33 @@ CONFIGS = {
     "+FixMatch": {"semi_supervised": "fixmatch"},
     "+pretraining +FixMatch": {"init": "pretrained", "semi_supervised": "fixmatch"},
     "frozen + linear": {"init": "pretrained", "freeze_backbone": True},
+    "frozen + label propagation": {"init": "pretrained", "freeze_backbone": True,
+                                   "semi_supervised": "label_propagation"},
 }
 
 
-def base_project(folder: Path, pretrained: bool = True, data: str = "mnist") -> tuple[Layout, Params]:
+def base_project(folder: Path, pretrained: bool = True, data: str = "mnist", method: str = "deepcluster",
+                 overrides: dict[str, str] | None = None) -> tuple[Layout, Params]:
+    """Prepare ``data`` in ``folder`` (and pretrain with ``method``); a folder already holding them is reused."""
     layout = Layout(folder)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     classes, size, channels = SHIPPED[data]
-    layout.params.write_text(render_params(data, "", classes, size, channels, 0))
-    params = load_params(layout.params)
-    prepare.run(layout, params)
-    if not pretrained:
-        return layout, params
-    params = dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, method="deepcluster"))
-    start = time.perf_counter()
-    pretrain.run(layout, params)
-    print(f"pretrain (DeepCluster, {params.pretrain.epochs} epochs): {time.perf_counter() - start:.0f} s", flush=True)
+    raw = yaml.safe_load(render_params(data, "", classes, size, channels, 0))
+    for dotted, value in (overrides or {}).items():
+        *sections, key = dotted.split(".")
+        section = raw
+        for name in sections:
+            section = section[name]
+        section[key] = yaml.safe_load(value)
+    raw["pretrain"]["method"] = method if pretrained else "none"
+    params = params_from_dict(raw, source=layout.params)
+    layout.params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    if not (layout.prepared / "pixels.npy").exists():
+        prepare.run(layout, params)
+    if pretrained and not layout.pretrained.exists():
+        start = time.perf_counter()
+        pretrain.run(layout, params)
+        print(f"pretrain ({method}): {time.perf_counter() - start:.0f} s", flush=True)
     return layout, params
 
 
@@ -89,38 +102,75 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[20, 50, 100, 200])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--data", default="mnist", choices=list(SHIPPED), help="a shipped dataset (fashion_mnist: Debian's)")
+    parser.add_argument("--pretrain", default="deepcluster", choices=["deepcluster", "simclr"])
+    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                        help="parameter overrides for every configuration, e.g. train.steps=1000 pretrain.epochs=20")
     parser.add_argument("--ceiling", action="store_true", help="also train plain on every pool label")
     parser.add_argument("--ceiling-steps", type=int, default=0, help="its train.steps (default: as shipped)")
+    parser.add_argument("--work", type=Path, help="keep the prepared data and pretrained weights here and reuse them")
+    parser.add_argument("--out", type=Path, help="append one JSON line per curve; curves already there are skipped")
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     start = time.perf_counter()
+    overrides = dict(item.split("=", 1) for item in args.set)
+    label = f"{args.data} {args.pretrain} " + " ".join(args.set)
+    done = _read_records(args.out)
     results = {}
     with tempfile.TemporaryDirectory(prefix="alcycle-unlabeled-") as tmp:
+        work = args.work or Path(tmp)
         pretrained = any(CONFIGS[name].get("init") == "pretrained" for name in args.configs)
-        base, params = base_project(Path(tmp) / "base", pretrained, args.data)
-        for name in args.configs:
-            overrides = CONFIGS[name]
-            for seed in args.seeds:
-                trial = dataclasses.replace(params, seed=seed, train=dataclasses.replace(params.train, **overrides))
-                results[name, seed] = learning_curve(base, trial, args.budgets, Path(tmp) / f"{name}-{seed}")
-                print(f"{name:20s} seed {seed}: " + "  ".join(f"{a:.4f}" for a in results[name, seed]), flush=True)
+        base, params = base_project(work / f"base-{args.data}-{args.pretrain}", pretrained, args.data, args.pretrain,
+                                    overrides)
+        trials = [(name, seed, dataclasses.replace(params, seed=seed, train=dataclasses.replace(
+            params.train, **CONFIGS[name])), args.budgets) for name in args.configs for seed in args.seeds]
         if args.ceiling:
             pool = int((read_manifest(base.manifest)["split"] == "pool").sum())
-            for seed in args.seeds:
-                steps = args.ceiling_steps or params.train.steps
-                full = dataclasses.replace(params, seed=seed, train=dataclasses.replace(params.train, steps=steps))
-                results["all labels", seed] = learning_curve(base, full, [pool], Path(tmp) / f"ceiling-{seed}")
-                print(f"{'all labels':20s} seed {seed}: {results['all labels', seed][0]:.4f} ({pool} labels, {steps} steps)",
-                      flush=True)
-    print(f"\n{args.data}, random selection, test accuracy (mean ± std over seeds {args.seeds})")
-    print(f"{'configuration':20s}" + "".join(f"{b:>16d}" for b in args.budgets))
+            steps = args.ceiling_steps or params.train.steps
+            trials += [("all labels", seed, dataclasses.replace(params, seed=seed, train=dataclasses.replace(
+                params.train, steps=steps)), [pool]) for seed in args.seeds]
+        for name, seed, trial, budgets in trials:
+            key = (label, name, seed, tuple(budgets))
+            if key not in done:
+                trial_start = time.perf_counter()
+                curve = learning_curve(base, trial, budgets, Path(tmp) / f"{name}-{seed}")
+                done[key] = curve
+                _append_record(args.out, label, name, seed, budgets, curve, time.perf_counter() - trial_start)
+            results[name, seed] = done[key]
+            print(f"{name:26s} seed {seed}: " + "  ".join(f"{a:.4f}" for a in results[name, seed]), flush=True)
+    print(f"\n{label}: random selection, test accuracy (mean ± std over seeds {args.seeds})")
+    print(f"{'configuration':26s}" + "".join(f"{b:>16d}" for b in args.budgets))
     for name in args.configs:
         curves = np.array([results[name, seed] for seed in args.seeds])
-        print(f"{name:20s}" + "".join(f"{m:>10.4f} ± {s:.3f}" for m, s in zip(curves.mean(0), curves.std(0))))
+        print(f"{name:26s}" + "".join(f"{m:>10.4f} ± {s:.3f}" for m, s in zip(curves.mean(0), curves.std(0))))
     if args.ceiling:
         ceiling = np.array([results["all labels", seed][0] for seed in args.seeds])
-        print(f"{'all labels':20s}{ceiling.mean():>10.4f} ± {ceiling.std():.3f} (every pool label)")
+        print(f"{'all labels':26s}{ceiling.mean():>10.4f} ± {ceiling.std():.3f} (every pool label)")
     print(f"wall time {time.perf_counter() - start:.0f} s")
+
+
+def _read_records(path: Path | None) -> dict[tuple, list[float]]:
+    if path is None or not path.exists():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["label"], r["config"], r["seed"], tuple(r["budgets"])): r["curve"] for r in records}
+
+
+def _append_record(path: Path | None, label: str, name: str, seed: int, budgets: list[int], curve: list[float],
+                   seconds: float) -> None:
+    if path is None:
+        return
+    record = {"label": label, "config": name, "seed": seed, "budgets": budgets, "curve": curve,
+              "seconds": round(seconds, 1), "commit": _commit()}
+    with path.open("a") as out:
+        out.write(json.dumps(record) + "\n")
+
+
+def _commit() -> str:
+    import subprocess
+
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent)
+    return result.stdout.strip()
 
 
 if __name__ == "__main__":

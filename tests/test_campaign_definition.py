@@ -112,3 +112,17 @@ def test_summary_averages_seeds_and_skips_missing_cells_only_when_asked(tmp_path
     assert result["labels_to_90"] == 20 and "labels_to_95" not in result
     assert result["aulc"] == pytest.approx((0.6 + 0.93) / 2) and result["accuracy"] == {"10": 0.6, "20": 0.93}
     assert isinstance(table, pd.DataFrame)
+
+
+def test_a_budget_per_cycle_sets_each_round_and_the_label_counts(tmp_path):
+    campaign = load_campaign(write_campaign(tmp_path, budget=[10, 30, 50], cycles=3))
+    assert campaign.budgets == [10, 10, 30, 50]
+    assert campaign.label_counts == [10, 20, 50, 100]
+    params = campaign.cell_params(base_params(), Cell("random", "plain", 0))
+    assert params.select.budget == 10
+
+
+@pytest.mark.parametrize("budget, cycles", [([10, 30], 3), ([10, 0, 5], 3), ([10, "5", 5], 3)])
+def test_a_budget_list_needs_one_positive_integer_per_cycle(tmp_path, budget, cycles):
+    with pytest.raises(ParamsError, match=r"'budget' as a list needs one positive integer per cycle \(3\)"):
+        load_campaign(write_campaign(tmp_path, budget=budget, cycles=cycles))

@@ -39,7 +39,7 @@ def test_a_frozen_cell_embeds_once_and_learns(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     layout = campaign_folder(tmp_path)
     campaign = Campaign(name="frozen", strategies=("random",), options=("frozen",), seeds=(0,),
-                        initial_budget=4, budget=4, cycles=1,
+                        initial_budget=4, budget=(4, 6), cycles=2,  # a budget per cycle
                         recipes={"strategies": {"random": {}}, "options": {"frozen": FROZEN}},
                         source=tmp_path / "campaign.yaml")
     params = campaign.cell_params(yaml.safe_load(layout.params.read_text()), Cell("random", "frozen", 0))
@@ -47,7 +47,7 @@ def test_a_frozen_cell_embeds_once_and_learns(tmp_path, monkeypatch):
 
     result = run_cell(tmp_path, campaign, Cell("random", "frozen", 0), echo=lambda line: None)
 
-    assert [point["n_labels"] for point in result["curve"]] == [4, 8]
+    assert [point["n_labels"] for point in result["curve"]] == [4, 8, 14]
     assert all(0.0 <= point["test_accuracy"] <= 1.0 for point in result["curve"])
-    assert [len(batch) for batch in result["picks"]] == [4, 4]
+    assert [len(batch) for batch in result["picks"]] == [4, 4, 6]
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").iterdir())  # scratch removed

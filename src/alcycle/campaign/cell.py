@@ -62,9 +62,8 @@ def run_cell(root: Path, campaign: Campaign, cell: Cell, echo: Callable[[str], N
                 curve.append({"cycle": cycle, "n_labels": len(labeled), "test_accuracy": accuracy})
                 progress.cycle_done(cycle, len(labeled), accuracy)
             if cycle <= campaign.cycles:
-                budget = campaign.initial_budget if cycle == 0 else campaign.budget
                 batch = select.run(layout, dataclasses.replace(
-                    params, select=dataclasses.replace(params.select, budget=budget)))
+                    params, select=dataclasses.replace(params.select, budget=campaign.budgets[cycle])))
                 picks.append(batch["id"].tolist())
                 answer(layout)
     except BaseException:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from alcycle.params import Params, ParamsError, params_from_dict
@@ -46,7 +47,7 @@ class Campaign:
     options: tuple[str, ...]
     seeds: tuple[int, ...]
     initial_budget: int  # labels picked by the cold-start strategy at cycle 0
-    budget: int  # labels added per cycle after that
+    budget: int | tuple[int, ...]  # labels added per cycle after that: one number, or one per cycle
     cycles: int  # query rounds after the initial batch
     recipes: dict[str, dict[str, dict[str, Any]]]  # {"strategies"|"options": {name: {"section.key": value}}}
     source: Path
@@ -57,9 +58,15 @@ class Campaign:
         return [Cell(s, o, seed) for seed in self.seeds for s in self.strategies for o in self.options]
 
     @property
+    def budgets(self) -> list[int]:
+        """The labels picked at each query round: the initial batch, then each cycle's."""
+        per_cycle = list(self.budget) if isinstance(self.budget, tuple) else [self.budget] * self.cycles
+        return [self.initial_budget, *per_cycle]
+
+    @property
     def label_counts(self) -> list[int]:
         """The number of labels at each evaluation: after the initial batch, then after each cycle."""
-        return [self.initial_budget + k * self.budget for k in range(self.cycles + 1)]
+        return [int(n) for n in np.cumsum(self.budgets)]
 
     def cell_params(self, base: dict[str, Any], cell: Cell) -> Params:
         """The validated parameters of ``cell``: ``base`` (a params.yaml as a dict) + option + strategy + seed."""
@@ -71,7 +78,7 @@ class Campaign:
         for dotted, value in overrides.items():
             _set(raw, dotted, value, where=f"{self.source}: recipe of {cell.name}")
         raw["seed"] = cell.seed
-        raw["select"]["budget"] = self.budget
+        raw["select"]["budget"] = self.budgets[1]  # as the first cycle's; the cell sets each round's own
         try:
             return params_from_dict(raw, source=self.source)
         except ParamsError as error:
@@ -93,9 +100,16 @@ def load_campaign(path: Path) -> Campaign:
         values = raw[key]
         if not isinstance(values, list) or not values or len(set(map(str, values))) != len(values):
             problems.append(f"'{key}' must be a non-empty list without repeats, got {values!r}")
-    for key in ("initial_budget", "budget", "cycles"):
-        if not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 1:
+    for key in ("initial_budget", "cycles"):
+        if not _positive(raw[key]):
             problems.append(f"'{key}' must be a positive integer, got {raw[key]!r}")
+    budget = raw["budget"]
+    if isinstance(budget, list):
+        if not all(map(_positive, budget)) or not _positive(raw["cycles"]) or len(budget) != raw["cycles"]:
+            problems.append(f"'budget' as a list needs one positive integer per cycle ({raw['cycles']!r}), "
+                            f"got {budget!r}")
+    elif not _positive(budget):
+        problems.append(f"'budget' must be a positive integer (or a list of one per cycle), got {budget!r}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in raw["seeds"] or []):
         problems.append(f"'seeds' must be integers, got {raw['seeds']!r}")
     recipes = raw["recipes"] if isinstance(raw["recipes"], dict) else {}
@@ -108,8 +122,13 @@ def load_campaign(path: Path) -> Campaign:
         raise ParamsError(f"{path}: " + "; ".join(problems))
     return Campaign(name=str(raw["name"]), strategies=tuple(map(str, raw["strategies"])),
                     options=tuple(map(str, raw["options"])), seeds=tuple(raw["seeds"]),
-                    initial_budget=raw["initial_budget"], budget=raw["budget"], cycles=raw["cycles"],
+                    initial_budget=raw["initial_budget"], cycles=raw["cycles"],
+                    budget=tuple(budget) if isinstance(budget, list) else budget,
                     recipes={kind: recipes[kind] for kind in ("strategies", "options")}, source=path)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _set(raw: dict[str, Any], dotted: str, value: Any, where: str) -> None:
