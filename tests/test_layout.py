@@ -7,14 +7,14 @@ import yaml
 
 from alcycle.layout import Layout
 from alcycle.pipeline import committed_paths, output_ignores, render_dvc_yaml, stages
-from alcycle.scaffold import GITIGNORE, MNIST_CLASSES, render_params
+from alcycle.scaffold import GITIGNORE, demo_params
 
 ROOT = Path(__file__).parents[1]
 
 
 def test_root_project_is_the_rendered_mnist_project():
     assert (ROOT / "dvc.yaml").read_text() == render_dvc_yaml(None, "src/alcycle")
-    assert (ROOT / "params.yaml").read_text() == render_params("mnist", "", MNIST_CLASSES, 28, 1, 0)
+    assert (ROOT / "params.yaml").read_text() == demo_params()
 
 
 def test_stage_names_match_modules_and_commands():

@@ -114,3 +114,30 @@ def test_init_fashion_mnist_writes_a_loadable_project_on_debians_files(tmp_path,
     assert (params.prepare.source, params.prepare.path, params.classes) == ("fashion_mnist", "", CLASSES)
     assert (params.prepare.image_size, params.prepare.channels) == (28, 1)
     assert git(repo, "log", "-1", "--format=%s").strip() == "alcycle init: a fashion_mnist project with 10 classes"
+
+
+def test_demo_params_change_only_the_demo_settings_and_keep_the_comments():
+    import yaml
+
+    from alcycle.cycle import describe
+    from alcycle.params import params_from_dict
+    from alcycle.scaffold import DEMO_SETTINGS, MNIST_CLASSES, demo_params, render_params
+
+    plain, demo = render_params("mnist", "", MNIST_CLASSES, 28, 1, 0).splitlines(), demo_params().splitlines()
+    changed = [(a, b) for a, b in zip(plain, demo) if a != b]
+    assert len(plain) == len(demo) and len(changed) == len(DEMO_SETTINGS)
+    for before, after in changed:
+        assert before.split("#", 1)[1] == after.split("#", 1)[1]  # the same comment on the same line
+    params = params_from_dict(yaml.safe_load(demo_params()), source=Path("params.yaml"))
+    assert (params.pretrain.method, params.train.init, params.train.semi_supervised) == (
+        "deepcluster", "pretrained", "label_propagation")
+    assert describe(params) == ("using params.yaml: mnist data; train small_cnn from deepcluster pretraining, "
+                                "unlabeled pool: label_propagation, 300 steps; select typiclust "
+                                "(first batch: typiclust), 20 labels per cycle")
+
+
+def test_a_setting_the_template_lacks_is_refused():
+    from alcycle.scaffold import MNIST_CLASSES, render_params
+
+    with pytest.raises(KeyError, match="no 'train.stepz'"):
+        render_params("mnist", "", MNIST_CLASSES, 28, 1, 0, settings={"train.stepz": "3"})

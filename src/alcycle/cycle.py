@@ -12,6 +12,7 @@ from typing import Callable
 from alcycle.errors import AlcycleError
 from alcycle.layout import Layout
 from alcycle.oracle import answer
+from alcycle.params import Params, load_params
 from alcycle.pipeline import committed_paths
 from alcycle.pool import cycle_number
 
@@ -64,8 +65,20 @@ def _summary(layout: Layout) -> str:
     return f"{metrics.get('n_labels', 0)} labels{shown}"
 
 
+def describe(params: Params) -> str:
+    """One line naming the choices a run of the cycle makes (what ``make demo`` uses)."""
+    train = params.train
+    start = f"from {params.pretrain.method} pretraining" if train.init == "pretrained" else "from scratch"
+    unlabeled = "" if train.semi_supervised == "none" else f", unlabeled pool: {train.semi_supervised}"
+    frozen = " (frozen backbone)" if train.freeze_backbone else ""
+    return (f"using params.yaml: {params.prepare.source} data; train {train.backbone} {start}{frozen}{unlabeled}, "
+            f"{train.steps} steps; select {params.select.strategy} (first batch: {params.select.cold_start}), "
+            f"{params.select.budget} labels per cycle")
+
+
 def simulate(layout: Layout, cycles: int, commit: bool, echo: Callable[[str], None]) -> list[dict]:
     """Run ``cycles`` oracle-labelled cycles (oracle, then ``dvc repro``); returns each cycle's metrics."""
+    echo(describe(load_params(layout.params)))
     cycle = cycle_number(layout.annotations)
     echo(f"bringing the pipeline up to date (cycle {cycle}); the first run also prepares the data")
     dvc_repro(layout.root)

@@ -21,6 +21,12 @@ MNIST_CLASSES = tuple(str(d) for d in range(10))
 # Datasets that need no --images: source -> (classes, image size, channels); path "" = their default.
 SHIPPED = {"mnist": (MNIST_CLASSES, 28, 1), "fashion_mnist": (FASHION_MNIST_CLASSES, 28, 1)}
 
+# The root project's (`make demo`'s) choices: the best configuration measured on MNIST-5k
+# that still runs 5 cycles in under 5 minutes on a 2-core CPU (docs/benchmarks.md, "make demo").
+DEMO_SETTINGS = {"pretrain.method": "deepcluster", "train.init": "pretrained",
+                 "train.semi_supervised": "label_propagation", "select.strategy": "typiclust",
+                 "select.cold_start": "typiclust"}
+
 # What documented commands write beside the pipeline: MLflow's local store and artifacts,
 # `dvc plots show`'s page (in the folder it runs in), atomic writes a crash left behind.
 GITIGNORE = "/mlflow.db\n/mlartifacts/\n/mlruns/\n__pycache__/\ndvc_plots/\n.*.tmp\n"
@@ -35,12 +41,40 @@ batch (a changed or missing one stops `dvc repro`): import a new one, or use
 
 
 def render_params(source: str, path: str, classes: tuple[str, ...], image_size: int,
-                  channels: int, subsample: int) -> str:
+                  channels: int, subsample: int, settings: dict[str, str] | None = None) -> str:
+    """The commented params.yaml of a project; ``settings`` ({"section.key": "value"}) replace template defaults."""
     template = Template(resources.files("alcycle").joinpath("templates/params.yaml").read_text())
-    return template.substitute(
+    text = template.substitute(
         source=source, path=path, classes=yaml.safe_dump(list(classes), default_flow_style=True).strip(),
         image_size=image_size, channels=channels, subsample=subsample,
     )
+    for dotted, value in (settings or {}).items():
+        text = _set_value(text, dotted, value)
+    return text
+
+
+def demo_params() -> str:
+    """The root project's params.yaml: the shipped MNIST digits with ``DEMO_SETTINGS``."""
+    return render_params("mnist", "", MNIST_CLASSES, 28, 1, 0, settings=DEMO_SETTINGS)
+
+
+def _set_value(text: str, dotted: str, value: str) -> str:
+    """``text`` with the value of top-level ``section: key`` replaced, its comment kept in place."""
+    section, key = dotted.split(".")
+    lines = text.splitlines(keepends=True)
+    start = lines.index(f"{section}:\n") if f"{section}:\n" in lines else None
+    if start is None:
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{section}:"))
+    for i in range(start + 1, len(lines)):
+        if lines[i][:1] not in (" ", "\n"):
+            break
+        if lines[i].startswith(f"  {key}:"):
+            head, _, comment = lines[i].partition("#")
+            old = head[len(f"  {key}:"):]
+            new = f" {value} ".ljust(len(old)) if comment else f" {value}\n"  # the comment stays in its column
+            lines[i] = f"  {key}:{new}" + (f"#{comment}" if comment else "")
+            return "".join(lines)
+    raise KeyError(f"params template has no '{dotted}'")
 
 
 # What `dvc init` writes; init commits these with its own files.
