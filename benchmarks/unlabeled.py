@@ -119,8 +119,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="alcycle-unlabeled-") as tmp:
         work = args.work or Path(tmp)
         pretrained = any(CONFIGS[name].get("init") == "pretrained" for name in args.configs)
-        base, params = base_project(work / f"base-{args.data}-{args.pretrain}", pretrained, args.data, args.pretrain,
-                                    overrides)
+        # The prepared data and weights depend on these overrides: a folder of their own.
+        upstream = "".join(f"-{k}={v}" for k, v in sorted(overrides.items()) if k.split(".")[0] in ("prepare", "pretrain"))
+        base, params = base_project(work / f"base-{args.data}-{args.pretrain}{upstream}", pretrained, args.data,
+                                    args.pretrain, overrides)
         trials = [(name, seed, dataclasses.replace(params, seed=seed, train=dataclasses.replace(
             params.train, **CONFIGS[name])), args.budgets) for name in args.configs for seed in args.seeds]
         if args.ceiling:
