@@ -1,15 +1,20 @@
-"""Benchmark: what the unlabeled images buy on MNIST-5k (issue 3).
+"""Benchmark: what the unlabeled images buy, on MNIST-5k or Fashion-MNIST.
 
-Runs the real stage functions in-process (label-import, train, extract, evaluate) with
-an oracle answering random queries, for 3 seeds, and prints test accuracy at 20, 50,
-100 and 200 labels for: plain training, +pretraining (DeepCluster), +label propagation,
-+both, +CEAL, +FixMatch (with and without pretraining), and a linear classifier on frozen
-pretrained features.
+Runs the real stage functions in-process (embed, label-import, train, extract, evaluate,
+and select where a strategy picks) with an oracle answering the queries, for 3 seeds, and
+prints test accuracy at each label budget for: plain training, +pretraining, +label
+propagation, +both, +CEAL, +FixMatch (with and without pretraining), and a linear head
+(with or without label propagation) on frozen pretrained features; ``--ceiling`` adds the
+same model trained on every pool label.
 
-    python benchmarks/unlabeled.py [--seeds 0 1 2] [--budgets 20 50 100 200] [--configs plain +both ...]
+    python benchmarks/unlabeled.py [--data mnist|fashion_mnist] [--seeds 0 1 2] [--budgets 20 50 100 200]
+        [--configs plain +both ...] [--pretrain deepcluster|simclr] [--set train.steps=1000 ...]
+        [--select typiclust] [--ceiling [--ceiling-steps 3000]] [--work DIR] [--out results.jsonl]
 
 Pretraining runs once (seed 0), as the pretrain stage does in a project, and only when a
-chosen configuration starts from it.
+chosen configuration starts from it; ``--work`` keeps the prepared data and weights for
+the next run. ``--out`` appends one JSON line per curve (configuration, seed, budgets,
+accuracies, seconds, commit) and skips curves already there, so a long run resumes.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from alcycle.layout import Layout
 from alcycle.params import Params, params_from_dict
 from alcycle.pool import read_manifest, split_rows
 from alcycle.scaffold import SHIPPED, render_params
-from alcycle.stages import embed, evaluate, extract, label_import, prepare, pretrain, train
+from alcycle.stages import embed, evaluate, extract, label_import, prepare, pretrain, select, train
 
 CONFIGS = {
     "plain": {},
@@ -71,8 +76,12 @@ def base_project(folder: Path, pretrained: bool = True, data: str = "mnist", met
     return layout, params
 
 
-def learning_curve(base: Layout, params: Params, budgets: list[int], folder: Path) -> list[float]:
-    """Oracle-labelled random batches up to each budget; test accuracy after each."""
+def learning_curve(base: Layout, params: Params, budgets: list[int], folder: Path, strategy: str = "random") -> list[float]:
+    """Oracle-labelled batches up to each budget; test accuracy after each.
+
+    ``random``: a seeded random order of the pool. Any other strategy picks each batch with
+    the select stage (its own cold start at 0 labels), as a cycle of the pipeline does.
+    """
     layout = Layout(folder)
     for path in (base.prepared, base.truth.parent, base.pretrained):
         if not path.exists():
@@ -83,11 +92,20 @@ def learning_curve(base: Layout, params: Params, budgets: list[int], folder: Pat
     manifest = read_manifest(base.manifest)
     truth = pd.read_csv(base.truth, dtype=str).set_index("id")["label"]
     order = np.random.default_rng(params.seed).permutation(manifest["id"].to_numpy()[split_rows(manifest, "pool")])
+    layout.annotations.mkdir(parents=True, exist_ok=True)
+    if strategy != "random":
+        params = dataclasses.replace(params, select=dataclasses.replace(params.select, strategy=strategy,
+                                                                           cold_start=strategy))
+        for stage in (label_import, train, extract):  # what the cold start reads (an untrained model)
+            stage.run(layout, params)
     curve, done = [], 0
     for cycle, budget in enumerate(budgets, start=1):
-        ids = order[done:budget]
+        if strategy == "random":
+            ids = order[done:budget]
+        else:
+            batch_params = dataclasses.replace(params, select=dataclasses.replace(params.select, budget=budget - done))
+            ids = select.run(layout, batch_params)["id"].to_numpy()
         batch = pd.DataFrame({"id": ids, "label": truth.loc[ids].to_numpy()})
-        layout.annotations.mkdir(parents=True, exist_ok=True)
         batch.to_csv(layout.annotations / f"batch-{cycle:04d}.csv", index=False)
         done = budget
         for stage in (label_import, train, extract):
@@ -105,6 +123,7 @@ def main() -> None:
     parser.add_argument("--pretrain", default="deepcluster", choices=["deepcluster", "simclr"])
     parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
                         help="parameter overrides for every configuration, e.g. train.steps=1000 pretrain.epochs=20")
+    parser.add_argument("--select", default="random", help="the strategy that picks each batch (cold start too)")
     parser.add_argument("--ceiling", action="store_true", help="also train plain on every pool label")
     parser.add_argument("--ceiling-steps", type=int, default=0, help="its train.steps (default: as shipped)")
     parser.add_argument("--work", type=Path, help="keep the prepared data and pretrained weights here and reuse them")
@@ -113,7 +132,7 @@ def main() -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     start = time.perf_counter()
     overrides = dict(item.split("=", 1) for item in args.set)
-    label = f"{args.data} {args.pretrain} " + " ".join(args.set)
+    label = f"{args.data} {args.pretrain} select={args.select} " + " ".join(args.set)
     done = _read_records(args.out)
     results = {}
     with tempfile.TemporaryDirectory(prefix="alcycle-unlabeled-") as tmp:
@@ -134,12 +153,13 @@ def main() -> None:
             key = (label, name, seed, tuple(budgets))
             if key not in done:
                 trial_start = time.perf_counter()
-                curve = learning_curve(base, trial, budgets, Path(tmp) / f"{name}-{seed}")
+                strategy = "random" if name == "all labels" else args.select
+                curve = learning_curve(base, trial, budgets, Path(tmp) / f"{name}-{seed}", strategy)
                 done[key] = curve
                 _append_record(args.out, label, name, seed, budgets, curve, time.perf_counter() - trial_start)
             results[name, seed] = done[key]
             print(f"{name:26s} seed {seed}: " + "  ".join(f"{a:.4f}" for a in results[name, seed]), flush=True)
-    print(f"\n{label}: random selection, test accuracy (mean ± std over seeds {args.seeds})")
+    print(f"\n{label}: test accuracy (mean ± std over seeds {args.seeds})")
     print(f"{'configuration':26s}" + "".join(f"{b:>16d}" for b in args.budgets))
     for name in args.configs:
         curves = np.array([results[name, seed] for seed in args.seeds])
