@@ -128,7 +128,11 @@ def main() -> None:
     parser.add_argument("--ceiling-steps", type=int, default=0, help="its train.steps (default: as shipped)")
     parser.add_argument("--work", type=Path, help="keep the prepared data and pretrained weights here and reuse them")
     parser.add_argument("--out", type=Path, help="append one JSON line per curve; curves already there are skipped")
+    parser.add_argument("--report", type=Path, help="only print Markdown tables of the curves in this JSON-lines file")
     args = parser.parse_args()
+    if args.report:
+        print(report(args.report))
+        return
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     start = time.perf_counter()
     overrides = dict(item.split("=", 1) for item in args.set)
@@ -168,6 +172,24 @@ def main() -> None:
         ceiling = np.array([results["all labels", seed][0] for seed in args.seeds])
         print(f"{'all labels':26s}{ceiling.mean():>10.4f} ± {ceiling.std():.3f} (every pool label)")
     print(f"wall time {time.perf_counter() - start:.0f} s")
+
+
+def report(path: Path) -> str:
+    """Markdown tables, one per run label: mean ± std over seeds of each configuration at each budget."""
+    records = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+    tables = []
+    for label, runs in records.groupby("label", sort=False):
+        budgets = sorted({b for row in runs["budgets"] for b in row})
+        lines = [f"`{label.strip()}`", "", "| configuration | seeds | " + " | ".join(map(str, budgets)) + " |",
+                 "|---|---|" + "---|" * len(budgets)]
+        for config, group in runs.groupby("config", sort=False):
+            cells = []
+            for budget in budgets:
+                values = [c[b.index(budget)] for b, c in zip(group["budgets"], group["curve"]) if budget in b]
+                cells.append(f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}" if values else "")
+            lines.append(f"| {config} | {len(group)} | " + " | ".join(cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def _read_records(path: Path | None) -> dict[tuple, list[float]]:
