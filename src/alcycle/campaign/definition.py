@@ -11,11 +11,11 @@ rather than a registered strategy.
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from alcycle.params import Params, ParamsError, params_from_dict
@@ -66,7 +66,7 @@ class Campaign:
     @property
     def label_counts(self) -> list[int]:
         """The number of labels at each evaluation: after the initial batch, then after each cycle."""
-        return [int(n) for n in np.cumsum(self.budgets)]
+        return list(itertools.accumulate(self.budgets))
 
     def cell_params(self, base: dict[str, Any], cell: Cell) -> Params:
         """The validated parameters of ``cell``: ``base`` (a params.yaml as a dict) + option + strategy + seed."""
