@@ -9,13 +9,14 @@ from conftest import write_params
 from alcycle.backbones import BACKBONES
 from alcycle.methods import PRETRAIN, PRETRAIN_VIT, SEMI_SUPERVISED
 from alcycle.params import ParamsError, load_params
+from alcycle.scaffold import DEMO_SETTINGS
 
 
 def test_the_shipped_params_load():
     params = load_params(Path(__file__).parents[1] / "params.yaml")
     assert params.prepare.source == "mnist"
     assert params.classes == tuple(str(d) for d in range(10))
-    assert params.select.cold_start == "random"
+    assert params.select.cold_start == DEMO_SETTINGS["select.cold_start"]
     assert isinstance(params.train.lr, float)
 
 
