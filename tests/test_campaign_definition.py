@@ -12,7 +12,7 @@ import yaml
 from alcycle.campaign.cell import cell_output
 from alcycle.campaign.definition import Cell, load_campaign
 from alcycle.campaign.scaffold import DEFAULT_CAMPAIGN
-from alcycle.campaign.summary import area_under_curve, collect, curve_table, labels_to_reach, metrics
+from alcycle.campaign.summary import against_random, area_under_curve, collect, curve_table, labels_to_reach, metrics
 from alcycle.params import ParamsError
 from alcycle.scaffold import MNIST_CLASSES, render_params
 
@@ -112,6 +112,27 @@ def test_summary_averages_seeds_and_skips_missing_cells_only_when_asked(tmp_path
     assert result["labels_to_90"] == 20 and "labels_to_95" not in result
     assert result["aulc"] == pytest.approx((0.6 + 0.93) / 2) and result["accuracy"] == {"10": 0.6, "20": 0.93}
     assert isinstance(table, pd.DataFrame)
+
+
+def test_a_curve_beside_random_gives_its_lead_and_the_labels_random_needs_to_match_it():
+    random_n, random_accuracy = np.array([10, 20, 50, 100]), np.array([0.5, 0.6, 0.8, 0.9])
+    n, accuracy = np.array([10, 20, 50, 100]), np.array([0.5, 0.8, 0.85, 0.95])
+    result = against_random(n, accuracy, random_n, random_accuracy)
+    assert result["lead_over_random"] == pytest.approx({"10": 0.0, "20": 0.2, "50": 0.05, "100": 0.05})
+    # random needs 10 for 0.5, 50 for 0.8, 100 for 0.85; it never reaches 0.95
+    assert result["random_labels_to_match"] == {"10": 10, "20": 50, "50": 100}
+
+
+def test_the_summary_compares_each_strategy_with_random_under_the_same_option():
+    rows = [{"strategy": s, "option": o, "n_labels": k, "mean": a, "std": 0.0, "seeds": 1}
+            for s, o, curve in [("random", "plain", [0.5, 0.6]), ("entropy", "plain", [0.55, 0.58]),
+                                ("entropy", "unlabeled", [0.9, 0.95])]
+            for k, a in zip([10, 20], curve)]
+    result = metrics(pd.DataFrame(rows))
+    assert result["entropy/plain"]["lead_over_random"] == pytest.approx({"10": 0.05, "20": -0.02})
+    assert result["entropy/plain"]["random_labels_to_match"] == {"10": 20, "20": 20}
+    assert "lead_over_random" not in result["random/plain"]  # nor where no random curve has the option:
+    assert "lead_over_random" not in result["entropy/unlabeled"]
 
 
 def test_a_budget_per_cycle_sets_each_round_and_the_label_counts(tmp_path):

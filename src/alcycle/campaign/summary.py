@@ -4,7 +4,9 @@ Writes to ``summary/``:
 - ``metrics.json`` (DVC metrics, so ``dvc metrics diff`` compares campaigns): per
   ``strategy/option`` the mean test accuracy at each label count, the area under the
   mean learning curve (trapezoids, divided by the label range, so 1.0 is perfect), and
-  the labels needed for the mean curve to reach 80/85/90/95/97% where it does;
+  the labels needed for the mean curve to reach 80/85/90/95/97% where it does; and, beside
+  ``random`` with the same option, the mean curve's lead over random's at each label count
+  and the labels random's mean curve needs to match it there (where it does);
 - ``accuracy.csv``: one row per (strategy, option, label count): mean, std, seeds;
 - ``learning_curves.png`` (a DVC image plot): one line per strategy/option, mean ± std bands.
 """
@@ -65,16 +67,35 @@ def labels_to_reach(n_labels: np.ndarray, accuracy: np.ndarray, threshold: float
     return int(n_labels[reached[0]]) if len(reached) else None
 
 
+def against_random(n_labels: np.ndarray, accuracy: np.ndarray, random_n: np.ndarray,
+                   random_accuracy: np.ndarray) -> dict:
+    """A mean curve beside random's (same option), per label count: its lead over random
+    (accuracy minus random's; only counts both have), and the labels random needs to reach its
+    accuracy (left out where random's curve never does: more than its largest label count).
+    Dicts, not lists: ``dvc metrics show`` drops lists."""
+    random_at = dict(zip(random_n.tolist(), random_accuracy.tolist()))
+    lead = {str(k): round(float(v) - random_at[k], 6) for k, v in zip(n_labels.tolist(), accuracy) if k in random_at}
+    to_match = {}
+    for k, v in zip(n_labels, accuracy):
+        needed = labels_to_reach(random_n, random_accuracy, v)
+        if needed is not None:
+            to_match[str(k)] = needed
+    return {"lead_over_random": lead, "random_labels_to_match": to_match}
+
+
 def metrics(table: pd.DataFrame) -> dict[str, dict]:
     result = {}
-    for (strategy, option), group in table.groupby(["strategy", "option"], sort=False):
-        n, mean = group["n_labels"].to_numpy(), group["mean"].to_numpy()
+    curves = {key: (group["n_labels"].to_numpy(), group["mean"].to_numpy())
+              for key, group in table.groupby(["strategy", "option"], sort=False)}
+    for (strategy, option), (n, mean) in curves.items():
         entry = {"aulc": round(area_under_curve(n, mean), 6),
                  "accuracy": {str(k): float(v) for k, v in zip(n, mean)}}
         for threshold in THRESHOLDS:
             needed = labels_to_reach(n, mean, threshold)
             if needed is not None:
                 entry[f"labels_to_{round(threshold * 100)}"] = needed
+        if strategy != "random" and ("random", option) in curves:
+            entry.update(against_random(n, mean, *curves["random", option]))
         result[f"{strategy}/{option}"] = entry
     return result
 
