@@ -60,7 +60,7 @@ def test_the_learning_rate_warms_up_then_decays_to_zero():
      "'pretrain.simclr.batch_size' is 1; use at least 2"),
     ("    min_scale: 0.3 ", "    min_scale: 1.5 ", "'pretrain.simclr.min_scale' is 1.5; use 0 < x <= 1"),
     ("    jitter: 0.5 ", "    jitter: -1 ", "'pretrain.simclr.jitter' is -1.0; use 0 (none) or more"),
-    ("    epochs: 8 ", "    epochs: 0 ", "'pretrain.simclr.epochs' is 0; it must be at least 1"),
+    ("    epochs: 40 ", "    epochs: 0 ", "'pretrain.simclr.epochs' is 0; it must be at least 1"),
     ("    flip: false", "    flip: 1", "'pretrain.simclr.flip' must be bool, got 1"),
 ])
 def test_bad_simclr_parameters_name_their_key(tmp_path, old, new, message):
