@@ -148,16 +148,18 @@ def main() -> None:
                                     args.pretrain, overrides)
         trials = [(name, seed, dataclasses.replace(params, seed=seed, train=dataclasses.replace(
             params.train, **CONFIGS[name])), args.budgets) for name in args.configs for seed in args.seeds]
+        ceiling = ""
         if args.ceiling:
             pool = int((read_manifest(base.manifest)["split"] == "pool").sum())
             steps = args.ceiling_steps or params.train.steps
-            trials += [(f"all labels, {steps} steps", seed, dataclasses.replace(params, seed=seed, train=dataclasses.replace(
+            ceiling = f"all labels, {steps} steps"
+            trials += [(ceiling, seed, dataclasses.replace(params, seed=seed, train=dataclasses.replace(
                 params.train, steps=steps)), [pool]) for seed in args.seeds]
         for name, seed, trial, budgets in trials:
             key = (label, name, seed, tuple(budgets))
             if key not in done:
                 trial_start = time.perf_counter()
-                strategy = "random" if name.startswith("all labels") else args.select
+                strategy = "random" if name == ceiling else args.select
                 curve = learning_curve(base, trial, budgets, Path(tmp) / f"{name}-{seed}", strategy)
                 done[key] = curve
                 _append_record(args.out, label, name, seed, budgets, curve, time.perf_counter() - trial_start)
@@ -168,10 +170,9 @@ def main() -> None:
     for name in args.configs:
         curves = np.array([results[name, seed] for seed in args.seeds])
         print(f"{name:26s}" + "".join(f"{m:>10.4f} ± {s:.3f}" for m, s in zip(curves.mean(0), curves.std(0))))
-    if args.ceiling:
-        name = trials[-1][0]
-        ceiling = np.array([results[name, seed][0] for seed in args.seeds])
-        print(f"{name:26s}{ceiling.mean():>10.4f} ± {ceiling.std():.3f} (every pool label)")
+    if ceiling:
+        accuracy = np.array([results[ceiling, seed][0] for seed in args.seeds])
+        print(f"{ceiling:26s}{accuracy.mean():>10.4f} ± {accuracy.std():.3f} (every pool label)")
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
 
