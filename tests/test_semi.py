@@ -77,7 +77,8 @@ def test_pseudo_labels_change_training(params):
                                                        np.full(len(p), w, dtype=np.float32)),
             pixels, np.full(30, -1), every=1, from_start=True)
         torch.manual_seed(0)
-        model = fit(build_classifier(short, 1), pixels[:4], targets[:4], short, refresh)
+        model = build_classifier(short, 1)
+        fit(model, pixels[:4], targets[:4], short, refresh)
         results.append(predict(model, pixels, 30)[0])
     # pseudo-labels all of class 0 with weight 1 pull predictions towards class 0
     assert results[1][:, 0].mean() > results[0][:, 0].mean()

@@ -85,8 +85,8 @@ def test_every_simclr_parameter_reaches_the_training(params, monkeypatch):
     monkeypatch.setattr(simclr, "nt_xent", lambda a, b, t: seen["tau"].add(t) or seen["batch"].add(a.shape)
                         or real_loss(a, b, t))
     fits, real_fit = [], simclr.lightning_fit
-    monkeypatch.setattr(simclr, "lightning_fit", lambda model, loader, callbacks: fits.append((model, loader))
-                        or real_fit(model, loader, callbacks=callbacks))
+    monkeypatch.setattr(simclr, "lightning_fit", lambda model, loader, callbacks, compute: fits.append(
+                        (model, loader)) or real_fit(model, loader, callbacks=callbacks, compute=compute))
     sp = dataclasses.replace(params.pretrain.simclr, epochs=2, batch_size=5, lr=0.003, temperature=0.25,
                              projection_dim=7, min_scale=0.6, jitter=0.2, blur=True, flip=True)
     p = dataclasses.replace(params, pretrain=dataclasses.replace(params.pretrain, method="simclr", simclr=sp))

@@ -30,8 +30,10 @@ def atomic_torch_save(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def save_model(path: Path, model: Classifier, train_ids: list[str], classes: tuple[str, ...]) -> None:
-    """Write how to rebuild the model, its weights, the class names and the ids it was trained on."""
+def save_model(path: Path, model: Classifier, train_ids: list[str], classes: tuple[str, ...],
+               fitted: dict[str, int] | None = None) -> None:
+    """Write how to rebuild the model, its weights, the class names, the ids it was trained on and
+    ``fitted``: the optimiser steps of its fit and how many processes took them."""
     spec = getattr(model.backbone, "spec", None)
     if not isinstance(spec, BackboneSpec):
         raise TypeError("the classifier's backbone was not built by alcycle.backbones.build_backbone; "
@@ -42,6 +44,7 @@ def save_model(path: Path, model: Classifier, train_ids: list[str], classes: tup
         "state_dict": model.state_dict(),
         "classes": list(classes),
         "train_ids": list(train_ids),
+        "fit": dict(fitted or {}),
     }
     atomic_torch_save(path, payload)
 

@@ -11,6 +11,7 @@ runs under ``rng.seeded``, which leaves that generator as it was (the policy: ``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,10 @@ from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 from alcycle import rng
 from alcycle.backbones import build_backbone
 from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
+from alcycle.compute import PerProcess
 from alcycle.faiss_ops import kmeans, l2_normalise, pca_whiten
 from alcycle.inference import predict
-from alcycle.params import Params, ParamsError
+from alcycle.params import ComputeParams, Params, ParamsError
 from alcycle.training import lightning_fit
 
 
@@ -40,6 +42,7 @@ class Rounds:
     pca: int  # 0: no PCA before k-means
     kmeans_iterations: int
     seed: int
+    compute: ComputeParams | None = None  # where each epoch's fit runs (None: one CPU process)
 
 
 def cluster_count(clusters: int, classes: int, images: int, key: str) -> int:
@@ -57,11 +60,11 @@ def cluster_targets(features: np.ndarray, k: int, pca: int, iterations: int, see
     return kmeans(l2_normalise(features), k, iterations, seed)[1]
 
 
-def uniform_over_clusters(assignment: np.ndarray, k: int, seed: int) -> WeightedRandomSampler:
-    """Draw as many items as there are, each cluster equally often (big clusters do not dominate)."""
+def uniform_over_clusters(assignment: np.ndarray, k: int, seed: int, passes: int = 1) -> WeightedRandomSampler:
+    """Draw ``passes`` × as many items as there are, each cluster equally often (big clusters do not dominate)."""
     sizes = np.bincount(assignment, minlength=k)
     weights = 1.0 / sizes[assignment]
-    return WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(assignment), replacement=True,
+    return WeightedRandomSampler(torch.from_numpy(weights), num_samples=passes * len(assignment), replacement=True,
                                  generator=torch.Generator().manual_seed(seed))
 
 
@@ -81,10 +84,11 @@ def fit_clusters(
         # Cluster ids are permuted from one epoch to the next: the old head means nothing now.
         reset_head(seed)
         model.train()  # Lightning keeps the modes it is given; the features may have been taken in eval mode
+        # Each process of a distributed fit takes an epoch's worth of steps of its own draws.
+        sampler = PerProcess(functools.partial(uniform_over_clusters, assignment, rounds.clusters, seed))
         loader = DataLoader(TensorDataset(images, torch.from_numpy(assignment)), batch_size=rounds.batch_size,
-                            sampler=uniform_over_clusters(assignment, rounds.clusters, seed),
-                            generator=torch.Generator().manual_seed(seed))
-        trainer = lightning_fit(model, {"labeled": loader})
+                            sampler=sampler, generator=torch.Generator().manual_seed(seed))
+        trainer = lightning_fit(model, {"labeled": loader}, compute=rounds.compute)
         print(f"{name}: DeepCluster epoch {epoch + 1}/{rounds.epochs}, loss "
               f"{float(trainer.callback_metrics['train_loss']):.3f}, {len(np.unique(assignment))} clusters in use, "
               f"largest {np.bincount(assignment).max()}", flush=True)
@@ -94,7 +98,7 @@ def pretrain_backbone(pixels: np.ndarray, params: Params) -> nn.Module:
     """A ``train.backbone`` trained with DeepCluster on uint8 ``pixels`` (N, C, H, W); returns the backbone."""
     pp = params.pretrain
     k = cluster_count(pp.clusters, len(params.classes), len(pixels), "pretrain.clusters")
-    rounds = Rounds(pp.epochs, k, pp.batch_size, pp.pca, pp.kmeans_iterations, params.seed)
+    rounds = Rounds(pp.epochs, k, pp.batch_size, pp.pca, pp.kmeans_iterations, params.seed, params.compute)
     optimisation = Optimisation(pp.lr, params.train.momentum, params.train.weight_decay,
                                 steps=-(-len(pixels) // pp.batch_size))
     with rng.seeded(params.seed):

@@ -353,6 +353,27 @@ class SelectParams:
         return found + _at_least_one(select__budget=self.budget) + _sections(self)
 
 
+# Lightning's values that alcycle's tests run; any other Lightning takes is refused until tested here.
+ACCELERATORS = ("auto", "cpu", "gpu")
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+
+
+@dataclass(frozen=True)
+class ComputeParams:
+    accelerator: str  # auto | cpu | gpu: Lightning's accelerator (auto: a GPU where there is one)
+    devices: int  # processes per node: GPUs, or CPU processes (gloo) on a machine without one
+    num_nodes: int  # machines; each runs the stage with its NODE_RANK (docs/scaling.md)
+    strategy: str  # auto | ddp | ddp_find_unused_parameters_true: Lightning's strategy
+    precision: str  # 32-true | 16-mixed | bf16-mixed: Lightning's precision
+
+    def problems(self) -> list[str]:
+        found = (_choice("compute.accelerator", self.accelerator, ACCELERATORS)
+                 + _choice("compute.strategy", self.strategy, STRATEGIES)
+                 + _choice("compute.precision", self.precision, PRECISIONS))
+        return found + _at_least_one(compute__devices=self.devices, compute__num_nodes=self.num_nodes)
+
+
 @dataclass(frozen=True)
 class TrackParams:
     experiment: str  # MLflow experiment name
@@ -370,6 +391,7 @@ class Params:
     train: TrainParams
     extract: ExtractParams
     select: SelectParams
+    compute: ComputeParams
     track: TrackParams
 
     def problems(self) -> list[str]:
@@ -431,6 +453,9 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "select.probcover": lambda raw: {"delta": 0.0, "alpha": 0.95, "clusters": 0},
     # Unused unless train.semi_supervised is fixmatch, which no older params.yaml names.
     "train.fixmatch": lambda raw: {"threshold": 0.95, "unlabeled_weight": 1.0, "mu": 3, "flip": False},
+    # One CPU process, as every fit ran before the section existed.
+    "compute": lambda raw: {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
+                            "precision": "32-true"},
     "pretrain.simclr": lambda raw: {"epochs": 8, "batch_size": 256, "lr": 0.001, "temperature": 0.5,
                                     "projection_dim": 64, "min_scale": 0.3, "jitter": 0.5, "blur": False,
                                     "flip": False},

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from alcycle import rng
 from alcycle.backbones import Backbone, build_backbone
 from alcycle.classifier import Classifier
+from alcycle.compute import PerProcess
 from alcycle.params import Params, ParamsError
 from alcycle.training import lightning_fit
 from alcycle.views import ViewSettings, random_views
@@ -144,11 +145,12 @@ def pretrain_backbone(pixels: np.ndarray, params: Params) -> nn.Module:
         model = SimCLR(build_backbone(params.train.backbone, pixels.shape[1]), settings)
     data = StoreRows(pixels)
     # Each epoch a fresh permutation of the pool (RandomSampler chains them), one optimiser and schedule throughout.
-    sampler = RandomSampler(data, num_samples=settings.steps * batch,
-                            generator=rng.loader_generator(params.seed, rng.POOL_LOADER))
+    generator = rng.loader_generator(params.seed, rng.POOL_LOADER)
+    sampler = PerProcess(lambda world: RandomSampler(data, num_samples=world * settings.steps * batch,
+                                                     generator=generator))
     loader = DataLoader(data, batch_size=batch, sampler=sampler, drop_last=True)
     with rng.seeded(params.seed):  # nothing global should be drawn; if Lightning does, it is seeded and left alone
-        lightning_fit(model, loader, callbacks=[EpochProgress(per_epoch, sp.epochs)])
+        lightning_fit(model, loader, callbacks=[EpochProgress(per_epoch, sp.epochs)], compute=params.compute)
     return model.backbone
 
 

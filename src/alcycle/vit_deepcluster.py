@@ -116,7 +116,7 @@ def pretrain_vit(pixels: np.ndarray, params: Params) -> Vit:
     """A ``Vit`` trained with DeepCluster on uint8 ``pixels`` (N, C, H, W); no label is read."""
     vp = params.pretrain_vit
     k = cluster_count(vp.clusters, len(params.classes), len(pixels), "pretrain_vit.clusters")
-    rounds = Rounds(vp.epochs, k, vp.batch_size, 0, KMEANS_ITERATIONS, params.seed)
+    rounds = Rounds(vp.epochs, k, vp.batch_size, 0, KMEANS_ITERATIONS, params.seed, params.compute)
     steps = -(-len(pixels) // vp.batch_size)
     with rng.seeded(params.seed):
         vit = build_vit(vp, image_size=pixels.shape[-1], in_channels=pixels.shape[1])

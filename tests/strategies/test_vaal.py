@@ -130,8 +130,8 @@ def test_sraal_cold_start_is_k_center_greedy_over_the_vae_means():
 
 
 def test_registered_with_what_they_read():
-    assert STRATEGIES["vaal"].needs == {"pixels", "settings"} and STRATEGIES["vaal"].settings == "vaal"
-    assert STRATEGIES["sraal"].needs == {"pixels", "probs", "settings"} and STRATEGIES["sraal"].settings == "vaal"
+    assert STRATEGIES["vaal"].needs == {"pixels", "settings", "compute"} and STRATEGIES["vaal"].settings == "vaal"
+    assert STRATEGIES["sraal"].needs == {"pixels", "probs", "settings", "compute"} and STRATEGIES["sraal"].settings == "vaal"
     ctx = context(["top"] * 10, labeled=2)
     assert len(select(ctx, "vaal", 3, np.random.default_rng(0)).rows) == 3
 

@@ -78,6 +78,10 @@ class Campaign:
         for dotted, value in overrides.items():
             _set(raw, dotted, value, where=f"{self.source}: recipe of {cell.name}")
         raw["seed"] = cell.seed
+        # A cell runs its stages in-process, and a launcher would run the whole cell again in each
+        # process: a cell trains on one device (a campaign spreads out its cells, not their training).
+        if isinstance(raw.get("compute"), dict):
+            raw["compute"].update(devices=1, num_nodes=1, strategy="auto")
         raw["select"]["budget"] = self.budgets[1]  # as the first cycle's; the cell sets each round's own
         try:
             return params_from_dict(raw, source=self.source)

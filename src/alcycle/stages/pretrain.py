@@ -17,6 +17,7 @@ import numpy as np
 from alcycle.checkpoints import atomic_torch_save
 from alcycle.methods import PRETRAIN
 from alcycle.contract import Stage, cached
+from alcycle.compute import FIT_KEYS, is_global_zero
 from alcycle.layout import Layout
 from alcycle.params import Params
 
@@ -25,10 +26,10 @@ STAGE = Stage(
     name="pretrain",
     # The pixels only: new labels never re-run it.
     deps=(_L.pixels,),
-    params=("seed", "classes", "pretrain", "train.backbone", "train.momentum", "train.weight_decay"),
+    params=("seed", "classes", "pretrain", "train.backbone", "train.momentum", "train.weight_decay", *FIT_KEYS),
     outs=(cached(_L.pretrained),),
     code=("deepcluster.py", "simclr.py", "views.py", "backbones", "classifier.py", "augment.py", "loss_prediction.py",
-          "inference.py", "training.py", "checkpoints.py", "rng.py", "faiss_ops.py"),
+          "inference.py", "training.py", "checkpoints.py", "rng.py", "faiss_ops.py", "compute.py"),
 )
 
 
@@ -41,5 +42,7 @@ def run(layout: Layout, params: Params) -> dict:
     if learn is not None:
         backbone = learn(layout.root, np.load(layout.pixels, mmap_mode="r"), params)
         saved["state_dict"] = backbone.state_dict()
+    if not is_global_zero():
+        return saved  # another process of a distributed fit: rank zero writes
     atomic_torch_save(layout.pretrained, saved)
     return saved

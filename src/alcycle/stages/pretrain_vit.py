@@ -22,6 +22,7 @@ from alcycle.checkpoints import atomic_torch_save
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.params import Params
+from alcycle.compute import FIT_KEYS, is_global_zero
 from alcycle.methods import PRETRAIN_VIT
 from alcycle.vit import save_vit
 
@@ -29,9 +30,9 @@ _L = Layout()
 STAGE = Stage(
     name="pretrain-vit",
     deps=(_L.pixels,),
-    params=("seed", "classes", "pretrain_vit"),
+    params=("seed", "classes", "pretrain_vit", *FIT_KEYS),
     outs=(cached(_L.vit),),
-    code=("vit_deepcluster.py", "deepcluster.py", "vit.py", "training.py", "checkpoints.py", "rng.py", "faiss_ops.py"),
+    code=("vit_deepcluster.py", "deepcluster.py", "vit.py", "training.py", "checkpoints.py", "rng.py", "faiss_ops.py", "compute.py"),
 )
 
 
@@ -45,4 +46,6 @@ def run(layout: Layout, params: Params) -> dict:
         return saved
     pixels = np.load(layout.pixels, mmap_mode="r")
     vit = PRETRAIN_VIT.load(method)(layout.root, pixels, params)
+    if not is_global_zero():
+        return {"method": method}  # another process of a distributed fit: rank zero writes
     return save_vit(layout.vit, vit, method)

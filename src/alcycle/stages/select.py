@@ -27,6 +27,7 @@ from alcycle.annotations.labelstudio import tasks as labelstudio
 from alcycle.fileio import atomic_write_csv, atomic_write_text, replacing_folder
 from alcycle.contract import Stage, committed
 from alcycle.layout import Layout
+from alcycle.compute import FIT_KEYS, is_global_zero
 from alcycle.candidates import candidate_rows
 from alcycle.params import CandidatesParams, Params
 from alcycle.pool import cycle_number, read_labeled, read_manifest, rows_of, split_rows
@@ -38,19 +39,19 @@ STAGE = Stage(
     # data/features: the embeddings, when the backbone is frozen (extract then writes none).
     deps=(_L.extracted, _L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.vit, _L.features),
     # classes: the labeling config and the model's guess in the Label Studio tasks name them;
-    # train.freeze_backbone: where the embeddings are.
-    params=("seed", "classes", "select", "train.freeze_backbone"),
+    # train.freeze_backbone: where the embeddings are. compute: where VAAL/SRAAL's fit runs.
+    params=("seed", "classes", "select", "train.freeze_backbone", *FIT_KEYS),
     # The batch and its labeling-tool files are committed with the cycle, so none is cached.
     # The query images too: annotators open the cycle's commit, and the batch is only budget images.
     outs=tuple(committed(path) for path in (_L.queries, _L.query_images, _L.queries_labelstudio,
                                             _L.queries_cvat, _L.labelstudio_config)),
-    code=("strategies", "candidates.py", "vit.py", "faiss_ops.py", "training.py", "labeling_tools.py",
+    code=("strategies", "candidates.py", "vit.py", "faiss_ops.py", "training.py", "compute.py", "labeling_tools.py",
           "pixel_store.py", "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
 )
 
 QUERY_COLUMNS = ["id", "path", "score", "strategy", "cycle"]
 # Inputs that are not one row per item: passed to the strategy whole.
-WHOLE_INPUTS = ("vit", "settings")
+WHOLE_INPUTS = ("vit", "settings", "compute")
 # The pool's manifest rows (P,) and labeled mask (P,) -> the positions a strategy sees.
 Candidates = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -154,6 +155,7 @@ def load_inputs(layout: Layout, params: Params, strategy: str) -> dict[str, Any]
         "pixels": lambda: np.load(layout.pixels, mmap_mode="r"),
         "vit": vit,
         "settings": lambda: getattr(params.select, section),
+        "compute": lambda: params.compute,
     }
     return {name: loaders[name]() for name in sorted(needs(strategy))}
 
@@ -178,6 +180,8 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
         params.select.candidates,
         seals_embeddings(layout, params, inputs, labeled=len(labeled) > 0),
     )
+    if not is_global_zero():
+        return queries  # another process of VAAL's distributed fit: rank zero writes
     # At cycle 0 the model has seen no label: its guess would only mislead the annotator.
     predicted = predictions(layout, manifest, queries, params.classes) if len(labeled) else None
     atomic_write_csv(layout.queries, queries)

@@ -11,12 +11,14 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from alcycle import pixel_store, rng
 from alcycle.backbones import build_backbone
 from alcycle.checkpoints import save_model
+from alcycle.compute import FIT_KEYS, PerProcess, is_global_zero
 from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
 from alcycle.features import describe, open_embeddings, pretrained_backbone
 from alcycle.head import HeadOnly, RefreshFromEmbeddings
@@ -37,11 +39,11 @@ STAGE = Stage(
     deps=(_L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.pretrained, _L.features),
     # Not select: a strategy switch re-runs only extract onwards (train.loss_prediction.fit
     # says whether to fit the module learning_loss reads; params.py checks it against the strategy).
-    params=("seed", "classes", "train"),
+    params=("seed", "classes", "train", *FIT_KEYS),
     outs=(cached(_L.model), cached(_L.pseudo_labels)),
     code=("backbones", "classifier.py", "augment.py", "loss_prediction.py", "training.py", "inference.py",
           "checkpoints.py", "rng.py", "semi.py", "propagation.py", "faiss_ops.py", "features.py", "head.py",
-          "pixel_store.py", "fixmatch.py"),
+          "pixel_store.py", "fixmatch.py", "compute.py"),
 )
 
 
@@ -62,12 +64,13 @@ def build_classifier(params: Params, in_channels: int) -> Classifier:
 
 
 def _loader(data: TensorDataset | PoolRows, params: Params, stream: int, mu: int = 1) -> DataLoader:
-    """Batches of ``mu`` × batch_size, drawn with replacement, so the step count does not
-    depend on how many items there are."""
+    """Batches of ``mu`` × batch_size per process, drawn with replacement, so the step count
+    depends neither on how many items there are nor on how many processes train."""
     tp = params.train
     generator = rng.loader_generator(params.seed, stream)
     batch_size = mu * tp.batch_size
-    sampler = RandomSampler(data, replacement=True, num_samples=tp.steps * batch_size, generator=generator)
+    sampler = PerProcess(lambda world: RandomSampler(data, replacement=True, num_samples=world * tp.steps * batch_size,
+                                                     generator=generator))
     return DataLoader(data, batch_size=batch_size, sampler=sampler, num_workers=0)
 
 
@@ -77,13 +80,14 @@ def fit(
     targets: np.ndarray,
     params: Params,
     refresh: PoolCallback | None = None,
-) -> Classifier:
+) -> dict[str, int]:
     """Train ``model`` for ``train.steps`` steps on uint8 ``pixels`` (n, C, H, W) and ``targets`` (n,).
 
     With ``refresh``, every step also takes ``refresh.mu`` × batch_size items of the pool
     (pixels, rows), read from ``refresh.pool_pixels`` when drawn, which ``refresh`` gives
     their pseudo-labels. Training-time dropout and the loaders' base seeds draw from
-    torch's global generator: ``run`` seeds it (``rng.seeded``).
+    torch's global generator: ``run`` seeds it (``rng.seeded``). ``model`` ends in eval mode;
+    returns ``fitted``: the optimiser steps taken and how many processes took them.
     """
     loaders = {"labeled": _loader(TensorDataset(torch.from_numpy(np.array(pixels)), torch.from_numpy(targets)),
                                   params, stream=rng.LABELED_LOADER)}
@@ -92,8 +96,14 @@ def fit(
         # Each pool batch is read from the store when drawn: the pool is never copied whole.
         loaders["pool"] = _loader(PoolRows(refresh.pool_pixels), params, stream=rng.POOL_LOADER, mu=refresh.mu)
         callbacks.append(refresh)
-    lightning_fit(model, loaders, max_steps=params.train.steps, callbacks=callbacks)
-    return model.eval()
+    trainer = lightning_fit(model, loaders, max_steps=params.train.steps, callbacks=callbacks, compute=params.compute)
+    model.eval()
+    return fitted(trainer)
+
+
+def fitted(trainer: pl.Trainer | None) -> dict[str, int]:
+    """What the checkpoint records of a fit: optimiser steps and processes (0 and 1 without a fit)."""
+    return {"steps": trainer.global_step, "processes": trainer.world_size} if trainer else {"steps": 0, "processes": 1}
 
 
 def pseudo_labeller(params: Params, cycle: int) -> Method | None:
@@ -123,7 +133,7 @@ def run(layout: Layout, params: Params) -> Classifier:
     pixels = np.load(layout.pixels, mmap_mode="r")
     schedule = pseudo_labeller(params, cycle_number(layout.annotations))
     pool_rows = split_rows(manifest, "pool")
-    refresh = None
+    refresh, trained = None, fitted(None)
     # One seeded stream of global draws for the whole run, weight initialisation then
     # training-time dropout, so each cycle's fresh model is reproducible (rng.py).
     with rng.seeded(params.seed):
@@ -133,8 +143,10 @@ def run(layout: Layout, params: Params) -> Classifier:
             targets = class_index(params.classes, labeled["label"])
             if schedule is not None:
                 refresh = _refresh(schedule, pixels, manifest, pool_rows, rows, targets, params)
-            fit(model, pixels[rows], targets, params, refresh)
-    save_model(layout.model, model, labeled["id"].tolist(), params.classes)
+            trained = fit(model, pixels[rows], targets, params, refresh)
+    if not is_global_zero():
+        return model  # another process of a distributed fit: rank zero writes
+    save_model(layout.model, model, labeled["id"].tolist(), params.classes, trained)
     _write_pseudo_labels(layout, manifest, pool_rows, refresh, params.classes)
     return model
 
@@ -163,7 +175,7 @@ def _write_pseudo_labels(layout, manifest, pool_rows, refresh, classes) -> None:
 
 
 def fit_head(model: Classifier, features: np.ndarray, targets: np.ndarray, params: Params,
-             refresh: RefreshFromEmbeddings | None = None) -> Classifier:
+             refresh: RefreshFromEmbeddings | None = None) -> dict[str, int]:
     """``fit`` for a frozen backbone: train ``model``'s head for ``train.steps`` steps on its
     features (n, D) and ``targets`` (n,), never running the backbone. The same loaders,
     steps and dropout draws as ``fit``; ``refresh`` reads the pool's cached features."""
@@ -175,8 +187,10 @@ def fit_head(model: Classifier, features: np.ndarray, targets: np.ndarray, param
         loaders["pool"] = _loader(pool, params, stream=rng.POOL_LOADER)
         callbacks.append(refresh)
     with single_threaded():
-        lightning_fit(HeadOnly(model), loaders, max_steps=params.train.steps, callbacks=callbacks)
-    return model.eval()
+        trainer = lightning_fit(HeadOnly(model), loaders, max_steps=params.train.steps, callbacks=callbacks,
+                                compute=params.compute)
+    model.eval()
+    return fitted(trainer)
 
 
 def run_frozen(layout: Layout, params: Params) -> Classifier:
@@ -188,7 +202,7 @@ def run_frozen(layout: Layout, params: Params) -> Classifier:
     in_channels = np.load(layout.pixels, mmap_mode="r").shape[1]  # the header only
     schedule = pseudo_labeller(params, cycle_number(layout.annotations))
     pool_rows = split_rows(manifest, "pool")
-    refresh = None
+    refresh, trained = None, fitted(None)
     with rng.seeded(params.seed):  # as in ``run``: initialisation, then training-time dropout
         model = initial_model(layout, params, in_channels)
         if len(labeled):
@@ -200,8 +214,10 @@ def run_frozen(layout: Layout, params: Params) -> Classifier:
                 refresh = RefreshFromEmbeddings(schedule.labeller, embeddings, pool_rows,
                                                 _pool_labels(pool_rows, rows, targets), schedule.every,
                                                 from_start=True)  # the features are pretrained ones
-            fit_head(model, embeddings[rows], targets, params, refresh)
-    save_model(layout.model, model, labeled["id"].tolist(), params.classes)
+            trained = fit_head(model, embeddings[rows], targets, params, refresh)
+    if not is_global_zero():
+        return model
+    save_model(layout.model, model, labeled["id"].tolist(), params.classes, trained)
     _write_pseudo_labels(layout, manifest, pool_rows, refresh, params.classes)
     return model
 

@@ -50,7 +50,7 @@ STRATEGIES: dict[str, Registered] = {
                             "for its E edges: give it select.candidates on a big pool", settings="probcover"),
     "random": Registered(_IN + "random:random_strategy", frozenset(),
                          "nothing; uniformly at random, without replacement, O(N)"),
-    "sraal": Registered(_IN + "vaal:sraal", frozenset({"pixels", "probs", "settings"}),
+    "sraal": Registered(_IN + "vaal:sraal", frozenset({"pixels", "probs", "settings", "compute"}),
                         "pixels + probs (select.vaal); VAAL with the unlabeled state relabelled by the online "
                         "uncertainty indicator (Zhang et al. 2020); with nothing labeled, k-center greedy over "
                         "the VAE's latent means (its initial-pool rule); trains a VAE + discriminator at every "
@@ -58,7 +58,7 @@ STRATEGIES: dict[str, Registered] = {
     "typiclust": Registered(_IN + "typiclust:typiclust", _EMBEDDINGS,
                             "embeddings; one k-means into (labeled + b) clusters, the most typical item of each "
                             "of the largest clusters holding no label (Hacohen et al. 2022); a low-budget strategy"),
-    "vaal": Registered(_IN + "vaal:vaal", frozenset({"pixels", "settings"}),
+    "vaal": Registered(_IN + "vaal:vaal", frozenset({"pixels", "settings", "compute"}),
                        "pixels (select.vaal); a VAE over the pool and a labeled/unlabeled discriminator on its "
                        "latent, the items it is surest are unlabeled first (Sinha et al. 2019); trains both at "
                        "every selection", settings="vaal"),

@@ -27,6 +27,7 @@ class SelectionContext:
     pixels:         (N, C, H, W) uint8 images (a memmap is fine), or None
     vit:            a vision transformer (``alcycle.vit``) for GEAL, or None
     settings:       the strategy's own ``params.select`` section (e.g. ``VaalParams``), or None
+    compute:        ``params.compute``, where a strategy's own Lightning fit runs (VAAL's), or None
     """
 
     ids: np.ndarray
@@ -38,6 +39,7 @@ class SelectionContext:
     pixels: np.ndarray | None = None
     vit: Any = None
     settings: Any = None
+    compute: Any = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -72,7 +74,7 @@ Strategy = Callable[[SelectionContext, int, np.random.Generator], Selection]
 
 # What a strategy may ask the loop for, beyond ids and labeled; the stages produce
 # each one only when the chosen strategy lists it (see ``alcycle.strategies.needs``).
-INPUTS = ("probs", "embeddings", "mc_probs", "predicted_loss", "pixels", "vit", "settings")
+INPUTS = ("probs", "embeddings", "mc_probs", "predicted_loss", "pixels", "vit", "settings", "compute")
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def sraal(context: SelectionContext, budget: int, rng: np.random.Generator) -> S
 def _adversarial_selection(context: SelectionContext, pixels: np.ndarray, states: np.ndarray, settings: Any,
                            budget: int, rng: np.random.Generator) -> Selection:
     model = train_adversarial_vae(pixels, states, np.flatnonzero(context.labeled), context.unlabeled_rows,
-                                  settings, seed=int(rng.integers(2**31)))
+                                  settings, seed=int(rng.integers(2**31)), compute=context.compute)
     _, logits = encode_pool(model, pixels)
     # P(unlabeled) = sigmoid(-logit), in float64 straight from the logit so that
     # confident scores do not round to the same 0 or 1 and tie.
@@ -93,7 +93,7 @@ def _k_center_start(context: SelectionContext, pixels: np.ndarray, settings: Any
     """SRAAL's initial sampling: the VAE alone (no states to learn), k-center greedy over its means."""
     rows = context.unlabeled_rows
     model = train_adversarial_vae(pixels, np.zeros(len(pixels), dtype=np.float32), rows[:0], rows,
-                                  settings, seed=int(rng.integers(2**31)), adversarial=False)
+                                  settings, seed=int(rng.integers(2**31)), adversarial=False, compute=context.compute)
     means, _ = encode_pool(model, pixels)
     means = means[rows]
     picks, dists = k_center_greedy(means, np.empty(0, dtype=np.int64), budget, rng)

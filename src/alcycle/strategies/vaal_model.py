@@ -182,6 +182,7 @@ def train_adversarial_vae(
     settings: Any,
     seed: int,
     adversarial: bool = True,
+    compute: Any = None,
 ) -> AdversarialVAE:
     """Train from scratch for ``settings.steps`` steps; returns the model in eval mode.
 
@@ -189,6 +190,8 @@ def train_adversarial_vae(
     targets; labeled_rows / unlabeled_rows: int rows each step draws ``settings.batch_size``
     from (an empty group is skipped). ``settings`` is a ``VaalParams``. Everything random
     (weights, draws, noise) follows ``seed``; the global torch RNG is left as it was.
+    ``compute`` (``ComputeParams``; None: one CPU process): under DDP every process trains on
+    the same pre-drawn batches, so the model is the one a single process trains.
     """
     _, channels, height, width = pixels.shape
     draws = _Draws(pixels, np.asarray(states, dtype=np.float32), [labeled_rows, unlabeled_rows],
@@ -202,7 +205,7 @@ def train_adversarial_vae(
             model = AdversarialVAE(channels, height, width, settings.latent_dim, settings.lr, settings.kl_weight,
                                    settings.adversary_weight, adversarial, seed)
             # One pass over ``steps`` pre-drawn batches; max_steps would count both optimisers.
-            lightning_fit(model, DataLoader(draws, batch_size=None, num_workers=0))
+            lightning_fit(model, DataLoader(draws, batch_size=None, num_workers=0), compute=compute)
     finally:
         lightning_log.setLevel(level)
     return model.eval()
