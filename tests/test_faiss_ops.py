@@ -62,6 +62,29 @@ def test_ivf_knn_refuses_impossible_settings():
         faiss_ops.knn_inner_product_ivf(x, 5, nlist=4, nprobe=5, seed=0)
 
 
+def test_ivfpq_knn_returns_exact_similarities_of_mostly_true_neighbours(monkeypatch):
+    monkeypatch.setattr(faiss_ops, "KNN_QUERY_BLOCK", 300)  # several query blocks, a ragged last one
+    monkeypatch.setattr(faiss_ops, "KNN_DATABASE_BLOCK", 700)  # added in blocks
+    x = _clustered(2000, seed=2)
+    exact_sims, exact = faiss_ops.knn_inner_product(x, 10)
+    sims, ids = faiss_ops.knn_inner_product_ivfpq(x, 10, nlist=20, nprobe=20, m=4, seed=0)
+    assert not (ids == np.arange(2000)[:, None]).any()
+    # Whatever it found, the similarity is the true inner product, best first.
+    np.testing.assert_allclose(sims, np.einsum("nd,nkd->nk", x, x[ids]), rtol=1e-5, atol=1e-6)
+    assert (np.diff(sims, axis=1) <= 1e-6).all()
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ids, exact)])
+    assert recall > 0.9  # 4 bytes an item, every cell probed: the re-scored candidates hold most true ones
+    # A worse code (1 byte an item) loses neighbours the exact re-scoring cannot bring back.
+    coarse = faiss_ops.knn_inner_product_ivfpq(x, 10, nlist=20, nprobe=20, m=1, seed=0)[1]
+    assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(coarse, exact)]) < recall
+    np.testing.assert_array_equal(faiss_ops.knn_inner_product_ivfpq(x, 10, nlist=20, nprobe=20, m=4, seed=0)[1], ids)
+
+
+def test_ivfpq_knn_refuses_a_code_size_that_does_not_divide_the_dimensions():
+    with pytest.raises(ValueError, match="sub-vectors must divide the 16 dimensions"):
+        faiss_ops.knn_inner_product_ivfpq(_clustered(300, seed=3), 5, nlist=4, nprobe=2, m=5, seed=0)
+
+
 def test_kmeans_finds_separated_clusters():
     rng = np.random.default_rng(0)
     centres = np.array([[0, 0], [10, 0], [0, 10]], dtype=np.float32)

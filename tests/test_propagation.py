@@ -205,3 +205,10 @@ def test_ivf_propagation_agrees_with_exact_on_separated_clusters():
     result_exact = propagate(TWO_CLUSTERS, ONE_LABEL_EACH, 2, k=5, iterations=200)
     result_ivf = propagate(TWO_CLUSTERS, ONE_LABEL_EACH, 2, k=5, iterations=200, search=Search("ivf", nlist=2, nprobe=2))
     np.testing.assert_array_equal(result_ivf.pseudo_labels, result_exact.pseudo_labels)
+
+
+def test_ivfpq_propagation_agrees_with_exact_on_separated_clusters():
+    result_exact = propagate(TWO_CLUSTERS, ONE_LABEL_EACH, 2, k=5, iterations=200)
+    compressed = Search("ivfpq", nlist=2, nprobe=2, pq_m=1)
+    result_pq = propagate(TWO_CLUSTERS, ONE_LABEL_EACH, 2, k=5, iterations=200, search=compressed)
+    np.testing.assert_array_equal(result_pq.pseudo_labels, result_exact.pseudo_labels)

@@ -91,6 +91,83 @@ def knn_inner_product_ivf(x: np.ndarray, k: int, nlist: int, nprobe: int, seed: 
     return sims, ids
 
 
+# Candidates per neighbour wanted that the compressed search passes on to exact re-scoring.
+PQ_CANDIDATES = 8
+# Rows k-means and the product quantiser train on, at most, per inverted-file cell (faiss
+# asks for at least 39), and at least enough for the quantiser's 256 centroids.
+TRAIN_ROWS_PER_CELL = 64
+# Floats of the candidates gathered at once for exact re-scoring: 64 MB.
+RESCORE_BLOCK = 1 << 24
+
+
+def knn_inner_product_ivfpq(x: np.ndarray, k: int, nlist: int, nprobe: int, m: int, seed: int
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate k nearest neighbours by inner product for pools too big for a float copy, the row itself excluded.
+
+    An inverted file over product-quantised codes (``IndexIVFPQ``): each row is stored as ``m``
+    bytes (m sub-vectors of D/m dimensions, 256 centroids each; fewer under 256 rows) rather than D float32s, and
+    searches the ``nprobe`` nearest of ``nlist`` cells. The compressed distances only propose
+    ``PQ_CANDIDATES`` × (k + 1) candidates per row; their similarities are then computed exactly
+    from ``x``, so the ones returned are true inner products and the order among them is exact.
+    k-means and the quantiser train on at most ``TRAIN_ROWS_PER_CELL`` rows per cell, drawn with
+    ``seed``; rows are added and searched in blocks, so ``x`` may be a memory map. Uses every GPU
+    where faiss has one. Returns similarities (N, k) float32 and indices (N, k) int64, best first
+    (-1 and -inf where fewer than k were found). Memory: N·(m + 8) bytes of index, plus one block.
+    """
+    n, d = x.shape
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, {n - 1}], got {k}")
+    if not 1 <= nprobe <= nlist <= n:
+        raise ValueError(f"need 1 <= nprobe ({nprobe}) <= nlist ({nlist}) <= rows ({n})")
+    if m < 1 or d % m:
+        raise ValueError(f"the product quantiser's {m} sub-vectors must divide the {d} dimensions")
+    sample = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, max(TRAIN_ROWS_PER_CELL * nlist, 39 * 256))])
+    bits = min(8, int(np.log2(len(sample))))  # a quantiser needs a training row per centroid
+    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, m, bits, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = index.pq.cp.seed = seed
+    index.cp.min_points_per_centroid = 1
+    index.train(as_rows(x[sample]))
+    index = _on_gpus(index)
+    for i in range(0, n, KNN_DATABASE_BLOCK):
+        index.add(as_rows(x[i : i + KNN_DATABASE_BLOCK]))
+    index.nprobe = nprobe
+    wanted = min(n, PQ_CANDIDATES * (k + 1))
+    sims = np.empty((n, k), dtype=np.float32)
+    ids = np.empty((n, k), dtype=np.int64)
+    for i in range(0, n, KNN_QUERY_BLOCK):
+        queries = as_rows(x[i : i + KNN_QUERY_BLOCK])
+        _, found = index.search(queries, wanted)
+        exact = _rescored(queries, x, found)
+        order = np.argsort(-exact, axis=1, kind="stable")[:, : k + 1]
+        block_sims, block_ids = np.take_along_axis(exact, order, 1), np.take_along_axis(found, order, 1)
+        sims[i : i + len(queries)], ids[i : i + len(queries)] = _without_self(block_sims, block_ids, i)
+    return sims, ids
+
+
+def _rescored(queries: np.ndarray, x: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Exact inner products (Q, c) float32 of each query with its candidates ``found`` (Q, c), -inf for -1.
+
+    Memory: the block's distinct candidate rows, plus ``RESCORE_BLOCK`` floats of gathered ones."""
+    valid = found >= 0
+    exact = np.full(found.shape, -np.inf, dtype=np.float32)
+    rows = np.unique(found[valid])
+    if not len(rows):
+        return exact
+    vectors = as_rows(x[rows])  # each candidate row read once, in order (a memory map reads sequentially)
+    at = np.searchsorted(rows, np.where(valid, found, rows[0]))
+    step = max(1, RESCORE_BLOCK // (found.shape[1] * x.shape[1]))
+    for i in range(0, len(found), step):
+        exact[i : i + step] = np.einsum("qd,qcd->qc", queries[i : i + step], vectors[at[i : i + step]])
+    exact[~valid] = -np.inf
+    return exact
+
+
+def _on_gpus(index: faiss.Index) -> faiss.Index:
+    """``index`` moved to every GPU when faiss was built with GPU support and sees one (faiss-gpu); else itself."""
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    return faiss.index_cpu_to_all_gpus(index) if gpus > 0 else index
+
+
 def _without_self(sims: np.ndarray, ids: np.ndarray, first_row: int) -> tuple[np.ndarray, np.ndarray]:
     """Each row's k + 1 results less the row itself (or, when absent, its weakest result)."""
     own = ids == np.arange(first_row, first_row + len(ids))[:, None]

@@ -28,7 +28,7 @@ from alcycle.registry import Registry
 UNREADABLE_RULES = ("refuse", "skip")
 INITS = ("scratch", "pretrained")
 CONFLICT_RULES = ("refuse", "relabel")
-KNN_SEARCHES = ("exact", "ivf")  # propagation.Search
+KNN_SEARCHES = ("exact", "ivf", "ivfpq")  # propagation.Search
 ANNOTATOR_RULES = ("majority", "latest", "refuse")
 # Label Studio serves a file under its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT at this URL + its relative path.
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
@@ -172,15 +172,18 @@ class LabelPropagationParams:
     reciprocal: bool  # keep only mutual kNN edges (else W + W^T)
     iterations: int  # conjugate-gradient iterations
     every: int  # re-propagate every this many training steps
-    search: str = "exact"  # exact | ivf: how the kNN graph finds neighbours (ivf: approximate, for big pools)
-    nlist: int = 0  # ivf: inverted-file cells; 0 = 4·√N
-    nprobe: int = 16  # ivf: cells each item searches (nprobe = nlist is exact)
+    search: str = "exact"  # exact | ivf | ivfpq: how the kNN graph finds neighbours (ivf, ivfpq: approximate)
+    nlist: int = 0  # ivf, ivfpq: inverted-file cells; 0 = 4·√N
+    nprobe: int = 16  # ivf, ivfpq: cells each item searches (nprobe = nlist is exact for ivf)
+    pq_m: int = 0  # ivfpq: bytes per item (sub-vectors of the product quantiser); 0 = D/4
 
     def problems(self) -> list[str]:
         found = [] if 0.0 < self.alpha < 1.0 else ["'train.label_propagation.alpha' must be in (0, 1)"]
         found += _choice("train.label_propagation.search", self.search, KNN_SEARCHES)
         if self.nlist < 0:
             found.append(f"'train.label_propagation.nlist' is {self.nlist}; use 0 (4·√N) or a cell count")
+        if self.pq_m < 0:
+            found.append(f"'train.label_propagation.pq_m' is {self.pq_m}; use 0 (D/4) or a divisor of D")
         return found + _at_least_one(train__label_propagation__nprobe=self.nprobe,
                                      train__label_propagation__k=self.k,
                                      train__label_propagation__iterations=self.iterations,
@@ -449,6 +452,7 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train.label_propagation.search": lambda raw: "exact",
     "train.label_propagation.nlist": lambda raw: 0,
     "train.label_propagation.nprobe": lambda raw: 16,
+    "train.label_propagation.pq_m": lambda raw: 0,
     "select.candidates": lambda raw: {"method": "all", "size": 10000, "k": 100},
     "select.probcover": lambda raw: {"delta": 0.0, "alpha": 0.95, "clusters": 0},
     # Unused unless train.semi_supervised is fixmatch, which no older params.yaml names.

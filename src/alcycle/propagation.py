@@ -46,25 +46,29 @@ class Propagation:
 
 @dataclass(frozen=True)
 class Search:
-    """How the kNN graph finds neighbours: ``exact``, or ``ivf`` (approximate, faiss's inverted
-    file with ``nlist`` cells, 0 = 4·√N, searching ``nprobe`` of them). The inverted file's
-    k-means draws from ``seed`` (a fixed 0 by default), so the graph depends on the
-    embeddings alone."""
+    """How the kNN graph finds neighbours: ``exact``, ``ivf`` (approximate, faiss's inverted
+    file with ``nlist`` cells, 0 = 4·√N, searching ``nprobe`` of them) or ``ivfpq`` (the same
+    over codes of ``pq_m`` bytes an item, 0 = D/4, for pools whose float copy would not fit;
+    the similarities it keeps are exact). The k-means draws from ``seed`` (a fixed 0 by
+    default), so the graph depends on the embeddings alone."""
 
     method: str = "exact"
     nlist: int = 0
     nprobe: int = 16
     seed: int = 0
+    pq_m: int = 0
 
     def neighbours(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(sims, ids), each (N, k), of the unit rows ``x`` (N, D); see ``faiss_ops``."""
         if self.method == "exact":
             return faiss_ops.knn_inner_product(x, k)
+        nlist = min(self.nlist or max(1, round(4 * np.sqrt(len(x)))), len(x))
         if self.method == "ivf":
-            nlist = self.nlist or max(1, round(4 * np.sqrt(len(x))))
-            nlist = min(nlist, len(x))
             return faiss_ops.knn_inner_product_ivf(x, k, nlist, min(self.nprobe, nlist), self.seed)
-        raise ValueError(f"unknown kNN search {self.method!r}; choose exact or ivf")
+        if self.method == "ivfpq":
+            m = self.pq_m or max(1, x.shape[1] // 4)
+            return faiss_ops.knn_inner_product_ivfpq(x, k, nlist, min(self.nprobe, nlist), m, self.seed)
+        raise ValueError(f"unknown kNN search {self.method!r}; choose exact, ivf or ivfpq")
 
 
 def affinity(features: np.ndarray, k: int, gamma: float, reciprocal: bool,

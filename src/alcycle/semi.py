@@ -47,7 +47,7 @@ def propagation_labeller(params: LabelPropagationParams, num_classes: int) -> Ps
     def label(probs: np.ndarray, embeddings: np.ndarray, labels: np.ndarray) -> PseudoLabels:
         result = propagate(embeddings, labels, num_classes, k=params.k, gamma=params.gamma,
                            alpha=params.alpha, reciprocal=params.reciprocal, iterations=params.iterations,
-                           search=Search(params.search, params.nlist, params.nprobe))
+                           search=Search(params.search, params.nlist, params.nprobe, pq_m=params.pq_m))
         weights = result.weights * result.class_weights[result.pseudo_labels]
         # Labeled rows are trained on in the labeled stream, with their true labels.
         weights = np.where(labels >= 0, 0.0, weights).astype(np.float32)
