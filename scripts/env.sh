@@ -10,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python=${PYTHON:-python3}
+# The interpreter itself, not a link to it inside ./.venv, which this script may remove
+# (make puts .venv/bin first on PATH).
+python=$(readlink -f "$(command -v "${PYTHON:-python3}")")
 
 # Fashion-MNIST (prepare.source: fashion_mnist) comes from Debian; MNIST-5k, the default,
 # needs nothing. Root installs it; anyone else is told the command once per checkout.
@@ -41,7 +43,7 @@ if [ "$(cat .venv/.shared 2>/dev/null)" != "$shared" ]; then
   # addsitedir (not a bare path line) also runs the .pth files of the shared packages.
   echo "import site; site.addsitedir('$(site_dir "$shared/bin/python")')" \
     > "$(site_dir .venv/bin/python)/_alcycle_shared_env.pth"
-  for tool in dvc mlflow; do ln -s "$shared/bin/$tool" ".venv/bin/$tool"; done
+  for tool in dvc mlflow ray; do ln -s "$shared/bin/$tool" ".venv/bin/$tool"; done
   echo "$shared" > .venv/.shared
 fi
 .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 \
