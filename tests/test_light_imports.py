@@ -33,3 +33,16 @@ def test_the_cli_and_the_bookkeeping_stages_load_no_heavy_library():
 def test_a_strategy_module_is_imported_when_the_strategy_runs():
     code = "from alcycle.strategies import get_strategy\nassert callable(get_strategy('typiclust'))"
     assert loaded_after(code) == ["faiss"]
+
+
+def test_the_one_machine_path_never_imports_ray():
+    """Ray is imported only where a cluster is named (compute.ray_address or RAY_ADDRESS)."""
+    code = ("import os\nos.environ.pop('RAY_ADDRESS', None)\n"
+            "import alcycle.cli, alcycle.stages.extract, alcycle.stages.embed, alcycle.stages.train\n"
+            "import alcycle.stages.select, alcycle.campaign.cell, alcycle.compute, alcycle.training\n"
+            "from alcycle.compute import ray_address\nfrom alcycle.params import load_params\n"
+            "assert ray_address(load_params('params.yaml').compute) == ''\n"
+            "print(__import__('json').dumps(['ray'] if 'ray' in sys.modules else []))")
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + code], cwd=ROOT, capture_output=True, text=True,
+                          check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == []

@@ -176,6 +176,23 @@ def campaign_cell(layout: Layout, strategy: str, option: str, seed: int) -> None
     run_cell(layout.root, definition, cell, echo=lambda line: click.echo(line, err=True))
 
 
+@campaign.command(name="run")
+@click.argument("name")
+@click.option("--ray", "address", help="The Ray cluster (host:port); default: compute.ray_address, else $RAY_ADDRESS.")
+@click.pass_obj
+@_clean_errors
+def campaign_run(layout: Layout, name: str, address: str | None) -> None:
+    """Run campaign NAME's cells as Ray tasks across a cluster, then its summary (DVC records the cells)."""
+    from alcycle.campaign.runner import run_campaign
+    from alcycle.compute import ray_address
+
+    address = address or ray_address(load_params(layout.params).compute)
+    if not address:
+        raise AlcycleError(f"no Ray cluster: give --ray HOST:PORT, set compute.ray_address or RAY_ADDRESS; on one "
+                           f"machine run: dvc repro campaigns/{name}/dvc.yaml")
+    run_campaign(layout.root, name, address, echo=click.echo)
+
+
 @campaign.command(name="status")
 @click.pass_obj
 @_clean_errors

@@ -45,6 +45,12 @@ def trainer_arguments(compute: ComputeParams | None) -> dict[str, Any]:
     return arguments
 
 
+def ray_address(compute: ComputeParams) -> str:
+    """The Ray cluster the pool-wide stages (extract, embed) and campaign cells run on: the
+    setting, else ``RAY_ADDRESS``; "" for none (this machine, without Ray)."""
+    return compute.ray_address or os.environ.get("RAY_ADDRESS", "")
+
+
 def process_rank() -> tuple[int, int]:
     """(global rank, world size) of this process in a running distributed fit; (0, 1) outside one."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

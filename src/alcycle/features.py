@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alcycle.backbones import Backbone, build_backbone
+from alcycle.backbones import Backbone, BackboneSpec, build_backbone
 from alcycle.checkpoints import load_backbone_weights
 from alcycle.classifier import Classifier
 from alcycle.errors import BadFileError, MissingInputError, ParamsError
@@ -66,27 +66,67 @@ def atomic_memmap(path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -
 
 
 @torch.inference_mode()
-def write_embeddings(backbone: nn.Module, pixels: np.ndarray, path: Path, batch_size: int) -> tuple[int, int]:
+def write_embeddings(backbone: nn.Module, pixels: np.ndarray, path: Path, batch_size: int,
+                     cluster: str = "", pretrained: Path | None = None) -> tuple[int, int]:
     """The backbone's features (N, D) float32 of uint8 ``pixels`` (N, C, H, W), written to ``path``.
 
     One ``batch_size`` chunk of pixels read at a time (O(chunk) in memory, O(N·D) on disk),
-    run through the network ``FORWARD_BATCH`` images at a time.
+    run through the network ``FORWARD_BATCH`` images at a time. With ``cluster`` (a Ray
+    address), the chunks run on the cluster's nodes (``ray_ops.map_batches``), each worker
+    loading the backbone from the pretrain stage's file ``pretrained`` and the pixels from
+    ``pixels``' file: the same chunks through the same code, so the same array.
     Returns (N, D).
     """
     dim = cast(Backbone, backbone).out_dim
-    # A channels-last copy in eval mode (batch-norm statistics as stored, as in the
-    # classifier's frozen backbone), fed FORWARD_BATCH images at a time: on a CPU this runs
-    # the small CNN 2-2.5x faster than contiguous batches of 500 (benchmarks/embed_speed.py).
-    # The caller's module is left as it was.
-    fast = copy.deepcopy(backbone).eval().to(memory_format=torch.channels_last)
-    step = min(batch_size, FORWARD_BATCH)
     with atomic_memmap(path, (len(pixels), dim)) as out:
-        for start in range(0, len(pixels), batch_size):
-            chunk = np.array(pixels[start : start + batch_size])  # a copy, even of a memmap
-            for at in range(0, len(chunk), step):
-                batch = Classifier.to_input(torch.from_numpy(chunk[at : at + step]))
-                out[start + at : start + at + len(batch)] = fast(batch.contiguous(memory_format=torch.channels_last)).numpy()
+        if cluster:
+            from alcycle.ray_ops import map_batches
+
+            assert pretrained is not None and isinstance(pixels, np.memmap), "workers read both from their files"
+            spec = cast(BackboneSpec, backbone.spec)  # build_backbone gives every backbone its spec
+            work = BackboneChunks(Path(pretrained).resolve(), spec.name, spec.in_channels,
+                                  Path(str(pixels.filename)).resolve(), batch_size)
+            for done in map_batches(cluster, len(pixels), batch_size, work):
+                out[done["row"]] = done["features"]
+        else:
+            fast = fast_copy(backbone)
+            for start in range(0, len(pixels), batch_size):
+                out[start : start + batch_size] = chunk_features(fast, pixels[start : start + batch_size], batch_size)
     return len(pixels), dim
+
+
+def fast_copy(backbone: nn.Module) -> nn.Module:
+    """A channels-last copy in eval mode (batch-norm statistics as stored, as in the classifier's
+    frozen backbone); the caller's module is left as it was. Fed ``FORWARD_BATCH`` images at a
+    time, on a CPU it runs the small CNN 2-2.5x faster than contiguous batches of 500
+    (benchmarks/embed_speed.py)."""
+    return copy.deepcopy(backbone).eval().to(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def chunk_features(fast: nn.Module, pixels: np.ndarray, batch_size: int) -> np.ndarray:
+    """(B, D) float32 features of one chunk of uint8 ``pixels`` (B, C, H, W) through ``fast_copy``'s module."""
+    chunk = np.array(pixels)  # a copy, even of a memmap
+    step = min(batch_size, FORWARD_BATCH)
+    parts = [fast(Classifier.to_input(torch.from_numpy(chunk[at : at + step])).contiguous(
+        memory_format=torch.channels_last)).numpy() for at in range(0, len(chunk), step)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+class BackboneChunks:
+    """``chunk_features`` of the pretrained backbone over the pixel store, chunk by chunk, for
+    ``ray_ops.map_batches``: paths travel to the workers, each loads the backbone once."""
+
+    def __init__(self, pretrained: Path, name: str, in_channels: int, pixels: Path, batch_size: int) -> None:
+        self.pretrained, self.name, self.in_channels = pretrained, name, in_channels
+        self.pixels_path, self.batch_size = pixels, batch_size
+        self.fast: nn.Module | None = None
+
+    def __call__(self, start: int) -> dict[str, np.ndarray]:
+        if self.fast is None:
+            self.fast = fast_copy(pretrained_backbone(self.pretrained, self.name, self.in_channels))
+            self.pixels = np.load(self.pixels_path, mmap_mode="r")
+        return {"features": chunk_features(self.fast, self.pixels[start : start + self.batch_size], self.batch_size)}
 
 
 def describe(pretrained: Path, backbone: str) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -28,21 +30,69 @@ def predict_all(model: Classifier, pixels: np.ndarray, batch_size: int,
     """
     was_training = model.training
     model.eval()
-    outputs: dict[str, list[np.ndarray]] = {"probs": [], "embeddings": []}
-    if model.loss_module is not None:
-        outputs["predicted_loss"] = []
-    for start in range(0, len(pixels), batch_size):
-        batch = torch.from_numpy(np.array(pixels[start : start + batch_size]))  # a copy, even of a memmap
-        features = model.embed(batch)
-        outputs["probs"].append(torch.softmax(model.head(features), dim=1).numpy())
-        outputs["embeddings"].append(features.numpy())
-        if model.loss_module is not None and model.taps is not None:
-            outputs["predicted_loss"].append(model.loss_module(model.taps.latest()).numpy())
+    parts = [batch_outputs(model, pixels[start : start + batch_size]) for start in range(0, len(pixels), batch_size)]
     model.train(was_training)
-    result = {name: np.concatenate(parts).astype(np.float32) for name, parts in outputs.items()}
+    result = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else {}
+    return with_mc_probs(model, result, mc_samples, seed)
+
+
+@torch.inference_mode()
+def batch_outputs(model: Classifier, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """``predict_all``'s arrays for one batch of uint8 ``pixels`` (B, C, H, W), the model in eval mode."""
+    features = model.embed(torch.from_numpy(np.array(pixels)))  # a copy, even of a memmap
+    outputs = {"probs": torch.softmax(model.head(features), dim=1).numpy().astype(np.float32),
+               "embeddings": features.numpy().astype(np.float32)}
+    if model.loss_module is not None and model.taps is not None:
+        outputs["predicted_loss"] = model.loss_module(model.taps.latest()).numpy().astype(np.float32)
+    return outputs
+
+
+def with_mc_probs(model: Classifier, outputs: dict[str, np.ndarray], mc_samples: int, seed: int
+                  ) -> dict[str, np.ndarray]:
+    """``outputs`` and, when the model has dropout, its MC-dropout passes over their embeddings."""
     if model.settings.dropout > 0 and mc_samples > 0:
-        result["mc_probs"] = mc_dropout_probs(model, result["embeddings"], mc_samples, seed)
-    return result
+        outputs["mc_probs"] = mc_dropout_probs(model, outputs["embeddings"], mc_samples, seed)
+    return outputs
+
+
+class ClassifierBatches:
+    """``batch_outputs`` of the checkpoint ``model_path`` over the pixel store ``pixels_path``,
+    batch by batch, for ``ray_ops.map_batches``: paths travel to the workers, each worker
+    loads the model and opens the store once."""
+
+    def __init__(self, model_path: Path, pixels_path: Path, batch_size: int) -> None:
+        self.model_path, self.pixels_path, self.batch_size = model_path, pixels_path, batch_size
+        self.model: Classifier | None = None
+
+    def __call__(self, start: int) -> dict[str, np.ndarray]:
+        if self.model is None:
+            from alcycle.checkpoints import load_model
+
+            self.model, _ = load_model(self.model_path)
+            self.pixels = np.load(self.pixels_path, mmap_mode="r")
+        return batch_outputs(self.model, self.pixels[start : start + self.batch_size])
+
+
+def predict_all_on_cluster(address: str, model: Classifier, model_path: Path, pixels_path: Path, batch_size: int,
+                           mc_samples: int = 0, seed: int = 0) -> dict[str, np.ndarray]:
+    """``predict_all`` with the batches run as Ray Data batch inference on the cluster at ``address``.
+
+    The same batches through the same code as the local loop, so the arrays are the same, row
+    for row; the MC-dropout passes (the head alone, over the gathered embeddings) run here,
+    as in ``predict_all``. ``model`` is the checkpoint at ``model_path``, loaded here too.
+    """
+    from alcycle.ray_ops import map_batches
+
+    rows = len(np.load(pixels_path, mmap_mode="r"))  # the header only
+    outputs: dict[str, np.ndarray] = {}
+    work = ClassifierBatches(Path(model_path).resolve(), Path(pixels_path).resolve(), batch_size)
+    for batch in map_batches(address, rows, batch_size, work):
+        for name, values in batch.items():
+            if name != "row":
+                if name not in outputs:
+                    outputs[name] = np.empty((rows, *values.shape[1:]), dtype=np.float32)
+                outputs[name][batch["row"]] = values
+    return with_mc_probs(model, outputs, mc_samples, seed)
 
 
 @torch.inference_mode()

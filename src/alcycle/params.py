@@ -369,6 +369,7 @@ class ComputeParams:
     num_nodes: int  # machines; each runs the stage with its NODE_RANK (docs/scaling.md)
     strategy: str  # auto | ddp | ddp_find_unused_parameters_true: Lightning's strategy
     precision: str  # 32-true | 16-mixed | bf16-mixed: Lightning's precision
+    ray_address: str = ""  # a Ray cluster for extract, embed and campaign cells; "" = $RAY_ADDRESS, else none
 
     def problems(self) -> list[str]:
         found = (_choice("compute.accelerator", self.accelerator, ACCELERATORS)
@@ -459,7 +460,8 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train.fixmatch": lambda raw: {"threshold": 0.95, "unlabeled_weight": 1.0, "mu": 3, "flip": False},
     # One CPU process, as every fit ran before the section existed.
     "compute": lambda raw: {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
-                            "precision": "32-true"},
+                            "precision": "32-true", "ray_address": ""},
+    "compute.ray_address": lambda raw: "",
     "pretrain.simclr": lambda raw: {"epochs": 8, "batch_size": 256, "lr": 0.001, "temperature": 0.5,
                                     "projection_dim": 64, "min_scale": 0.3, "jitter": 0.5, "blur": False,
                                     "flip": False},

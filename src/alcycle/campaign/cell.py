@@ -36,8 +36,13 @@ def cell_output(root: Path, cell: Cell) -> Path:
     return Path(root) / "cells" / f"{cell.name}.json"
 
 
-def run_cell(root: Path, campaign: Campaign, cell: Cell, echo: Callable[[str], None] = print) -> dict:
-    """Run ``cell`` of the campaign in folder ``root`` and write ``cells/<cell>.json``; returns its content."""
+def run_cell(root: Path, campaign: Campaign, cell: Cell, echo: Callable[[str], None] = print,
+             tracking_uri: str = "", tags: dict[str, str] | None = None) -> dict:
+    """Run ``cell`` of the campaign in folder ``root`` and write ``cells/<cell>.json``; returns its content.
+
+    ``tracking_uri``: the MLflow store, when the caller resolved it (a Ray task runs where
+    ``$MLFLOW_TRACKING_URI`` may differ); "" resolves it here, from the cell's settings.
+    ``tags``: more tags for the cell's MLflow run (the Ray node that runs it)."""
     from alcycle.tracking import CellRun, resolve_tracking_uri
 
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
@@ -45,9 +50,9 @@ def run_cell(root: Path, campaign: Campaign, cell: Cell, echo: Callable[[str], N
     base = Layout(root)
     params = campaign.cell_params(yaml.safe_load(base.params.read_text(encoding="utf-8")), cell)
     layout = _scratch_project(base, cell)
-    tracking_uri = resolve_tracking_uri(params.track.tracking_uri, root)
+    tracking_uri = tracking_uri or resolve_tracking_uri(params.track.tracking_uri, root)
     tags = {"alcycle.cell": cell.name, "strategy": cell.strategy, "option": cell.option, "seed": str(cell.seed),
-            "alcycle.campaign": campaign.name}
+            "alcycle.campaign": campaign.name, **(tags or {})}
     run = CellRun(tracking_uri, f"campaign-{campaign.name}", root, tags, flat_params(params))
     progress = Progress(root, campaign, cell, echo)
     curve, picks = [], []

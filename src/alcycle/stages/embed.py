@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from alcycle.compute import ray_address
 from alcycle.contract import Stage, cached
 from alcycle.features import EMBEDDINGS, describe, pretrained_backbone, write_embeddings, write_source
 from alcycle.layout import Layout
@@ -25,7 +26,7 @@ STAGE = Stage(
     # What changes the features, and whether there are any; extract.batch_size is the inference batch.
     params=("train.backbone", "train.freeze_backbone", "train.init", "extract.batch_size"),
     outs=(cached(_L.features),),
-    code=("features.py", "backbones", "checkpoints.py", "classifier.py", "fileio.py"),
+    code=("features.py", "backbones", "checkpoints.py", "classifier.py", "fileio.py", "compute.py", "ray_ops.py"),
 )
 
 
@@ -39,7 +40,8 @@ def run(layout: Layout, params: Params) -> dict:
     else:
         pixels = np.load(layout.pixels, mmap_mode="r")
         backbone = pretrained_backbone(layout.pretrained, params.train.backbone, in_channels=pixels.shape[1])
-        rows, dim = write_embeddings(backbone, pixels, folder / EMBEDDINGS, params.extract.batch_size)
+        rows, dim = write_embeddings(backbone, pixels, folder / EMBEDDINGS, params.extract.batch_size,
+                                     cluster=ray_address(params.compute), pretrained=layout.pretrained)
         source = {**describe(layout.pretrained, params.train.backbone), "rows": rows, "dim": dim}
     write_source(folder, source)
     return source

@@ -20,7 +20,8 @@ from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.checkpoints import load_model
 from alcycle.classifier import Classifier
-from alcycle.inference import predict_all
+from alcycle.compute import ray_address
+from alcycle.inference import predict_all, predict_all_on_cluster
 from alcycle.params import Params
 
 _L = Layout()
@@ -31,7 +32,7 @@ STAGE = Stage(
     params=("seed", "extract"),
     outs=(cached(_L.extracted),),
     code=("checkpoints.py", "backbones", "classifier.py", "loss_prediction.py", "inference.py", "rng.py", "features.py",
-          "head.py"),
+          "head.py", "compute.py", "ray_ops.py"),
 )
 
 
@@ -39,8 +40,14 @@ def run(layout: Layout, params: Params) -> dict[str, np.ndarray]:
     model, saved = load_model(layout.model)
     if model.settings.freeze_backbone:
         return run_frozen(layout, params, model, saved["backbone"]["name"])
-    pixels = np.load(layout.pixels, mmap_mode="r")
-    outputs = predict_all(model, pixels, params.extract.batch_size, params.extract.mc_samples, params.seed)
+    ep = params.extract
+    address = ray_address(params.compute)
+    if address:  # the same arrays, computed batch by batch on the cluster's nodes
+        outputs = predict_all_on_cluster(address, model, layout.model, layout.pixels, ep.batch_size,
+                                         ep.mc_samples, params.seed)
+    else:
+        outputs = predict_all(model, np.load(layout.pixels, mmap_mode="r"), ep.batch_size, ep.mc_samples,
+                              params.seed)
     for name, array in outputs.items():
         atomic_save_npy(layout.extracted / f"{name}.npy", array)
     return outputs
