@@ -101,3 +101,17 @@ def test_params_old_files_mean_all_and_bad_values_are_named(tmp_path) -> None:
     ]:
         with pytest.raises(ParamsError, match=message):
             load_params(write_params(tmp_path, **{old_line: new_line}))
+
+
+def test_seals_through_the_compressed_index_finds_the_same_candidates_on_clear_clusters() -> None:
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(6, 8)) * 10
+    embeddings = (centres[rng.integers(0, 6, 600)] + rng.normal(size=(600, 8))).astype(np.float32)
+    labeled = np.zeros(600, dtype=bool)
+    labeled[rng.choice(600, size=6, replace=False)] = True
+    exact = candidate_rows("seals", labeled, 60, 10, np.random.default_rng(0), embeddings)
+    compressed = candidate_rows("seals", labeled, 60, 10, np.random.default_rng(0), embeddings, search="ivfpq")
+    assert len(compressed) == len(exact) == 66
+    assert len(np.intersect1d(compressed, exact)) >= 0.9 * 66
+    with pytest.raises(ValueError, match="unknown candidate search 'annoy'; choose one of: exact, ivfpq"):
+        candidate_rows("seals", labeled, 60, 10, np.random.default_rng(0), embeddings, search="annoy")

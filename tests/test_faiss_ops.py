@@ -156,3 +156,21 @@ def test_knn_l2_in_blocks_over_chosen_rows_matches_one_pass(monkeypatch):
     np.testing.assert_array_equal(blocked[1], whole[1])
     np.testing.assert_allclose(blocked[0], whole[0], rtol=1e-5)
     assert rows[blocked[1][0, 0]] == 7 and rows[blocked[1][0, 1]] == 150
+
+
+def test_knn_l2_ivfpq_over_chosen_rows_gives_exact_distances_of_mostly_true_neighbours():
+    rng = np.random.default_rng(4)
+    database = _clustered(3000, seed=4) * 3.0
+    queries = database[rng.choice(3000, size=40, replace=False)] + 0.01
+    rows = np.sort(rng.choice(3000, size=2000, replace=False))
+    exact_distances, exact = faiss_ops.knn_l2(queries, database, 10, rows=rows)
+    distances, found = faiss_ops.knn_l2_ivfpq(queries, database, 10, rows=rows, nlist=8, nprobe=8, m=4, seed=0)
+    assert found.min() >= 0 and found.max() < 2000  # positions in rows, as knn_l2's
+    squared = ((queries[:, None, :] - database[rows[found]]) ** 2).sum(axis=2)
+    np.testing.assert_allclose(distances, squared, rtol=1e-5, atol=1e-5)  # re-scored exactly
+    assert (np.diff(distances, axis=1) >= 0).all()  # nearest first
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(found, exact)])
+    assert recall > 0.9
+    np.testing.assert_array_equal(found[:, 0], exact[:, 0])  # each query's nearest is found
+    again = faiss_ops.knn_l2_ivfpq(queries, database, 10, rows=rows, nlist=8, nprobe=8, m=4, seed=0)[1]
+    np.testing.assert_array_equal(again, found)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("all", "random", "seals")  # select.candidates.method
+SEARCHES = ("exact", "ivfpq")  # select.candidates.search
 
 
 def candidate_rows(method: str, labeled: np.ndarray, size: int, k: int, rng: np.random.Generator,
-                   embeddings: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
+                   embeddings: np.ndarray | None = None, at: np.ndarray | None = None,
+                   search: str = "exact") -> np.ndarray:
     """The context rows a strategy sees: every labeled row and at most ``size`` unlabeled ones.
 
     labeled: (N,) bool; embeddings: (E, D) float32 (a memmap is fine), needed by ``seals``,
@@ -26,7 +28,9 @@ def candidate_rows(method: str, labeled: np.ndarray, size: int, k: int, rng: np.
     ``rng``; ``seals`` keeps the union of each labeled row's ``k`` nearest unlabeled rows
     (the ``size`` nearest to a labeled row when the union is larger), topped up at random when
     it is smaller, and is ``random`` while nothing is labeled. Memory: O(N) beyond the inputs,
-    plus the labeled items' embeddings and one block of ``faiss_ops.knn_l2``.
+    plus the labeled items' embeddings and one block of ``faiss_ops.knn_l2``. ``search``
+    ``ivfpq`` finds the neighbours through ``faiss_ops.knn_l2_ivfpq`` instead (approximate,
+    N·(D/4 + 8) bytes of index, for pools too big to scan for every labeled item).
     """
     if method not in METHODS:
         raise ValueError(f"unknown candidate method {method!r}; choose one of: {', '.join(METHODS)}")
@@ -37,22 +41,26 @@ def candidate_rows(method: str, labeled: np.ndarray, size: int, k: int, rng: np.
         at = np.arange(len(labeled)) if at is None else at
         if embeddings is None or len(at) != len(labeled) or (len(at) and at.max() >= len(embeddings)):
             raise ValueError(f"candidates 'seals' needs embeddings with a row for each of the {len(labeled)} items")
-        chosen = _nearest_to_labeled(embeddings, at[labeled], at[unlabeled], size, k, rng)
+        chosen = _nearest_to_labeled(embeddings, at[labeled], at[unlabeled], size, k, rng, search)
     else:
         chosen = rng.choice(len(unlabeled), size=size, replace=False)
     return np.union1d(np.flatnonzero(labeled), unlabeled[chosen]).astype(np.int64)
 
 
 def _nearest_to_labeled(embeddings: np.ndarray, labeled_at: np.ndarray, unlabeled_at: np.ndarray, size: int,
-                        k: int, rng: np.random.Generator) -> np.ndarray:
+                        k: int, rng: np.random.Generator, search: str = "exact") -> np.ndarray:
     """Positions in ``unlabeled_at`` of SEALS's candidates, exactly ``size`` of them."""
     from alcycle import faiss_ops
 
+    if search not in SEARCHES:
+        raise ValueError(f"unknown candidate search {search!r}; choose one of: {', '.join(SEARCHES)}")
     k = min(k, len(unlabeled_at))
-    distances, found = faiss_ops.knn_l2(embeddings[labeled_at], embeddings, k, rows=unlabeled_at)
+    knn = faiss_ops.knn_l2 if search == "exact" else faiss_ops.knn_l2_ivfpq
+    distances, found = knn(embeddings[labeled_at], embeddings, k, rows=unlabeled_at)
     # Each unlabeled item's distance to its nearest labeled item (inf: no labeled item's neighbour).
     nearest = np.full(len(unlabeled_at), np.inf, dtype=np.float32)
-    np.minimum.at(nearest, found.ravel(), distances.ravel())
+    kept = found.ravel() >= 0  # an approximate search may find fewer than k
+    np.minimum.at(nearest, found.ravel()[kept], distances.ravel()[kept])
     union = np.flatnonzero(np.isfinite(nearest))
     if len(union) >= size:
         # Ties go to the lower row, so the subset depends only on the inputs.

@@ -69,7 +69,7 @@ def knn_inner_product_ivf(x: np.ndarray, k: int, nlist: int, nprobe: int, seed: 
     one; ``nprobe == nlist`` is exact. Returns similarities (N, k) float32 and indices
     (N, k) int64, best first; a row that found fewer than k others gets index -1 and
     similarity -inf in the missing places. Memory: the index holds a copy of x (N·D
-    float32), plus one block of results.
+    float32), plus one block of results. Uses every GPU where faiss has one.
     """
     x = as_rows(x)
     n, d = x.shape
@@ -81,6 +81,7 @@ def knn_inner_product_ivf(x: np.ndarray, k: int, nlist: int, nprobe: int, seed: 
     index.cp.seed = seed  # the training sample and the k-means initialisation
     index.cp.min_points_per_centroid = 1  # small pools have few rows per cell: not worth a warning
     index.train(x)
+    index = _on_gpus(index)
     index.add(x)
     index.nprobe = nprobe
     sims = np.empty((n, k), dtype=np.float32)
@@ -117,20 +118,7 @@ def knn_inner_product_ivfpq(x: np.ndarray, k: int, nlist: int, nprobe: int, m: i
     n, d = x.shape
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, {n - 1}], got {k}")
-    if not 1 <= nprobe <= nlist <= n:
-        raise ValueError(f"need 1 <= nprobe ({nprobe}) <= nlist ({nlist}) <= rows ({n})")
-    if m < 1 or d % m:
-        raise ValueError(f"the product quantiser's {m} sub-vectors must divide the {d} dimensions")
-    sample = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, max(TRAIN_ROWS_PER_CELL * nlist, 39 * 256))])
-    bits = min(8, int(np.log2(len(sample))))  # a quantiser needs a training row per centroid
-    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, m, bits, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = index.pq.cp.seed = seed
-    index.cp.min_points_per_centroid = 1
-    index.train(as_rows(x[sample]))
-    index = _on_gpus(index)
-    for i in range(0, n, KNN_DATABASE_BLOCK):
-        index.add(as_rows(x[i : i + KNN_DATABASE_BLOCK]))
-    index.nprobe = nprobe
+    index = _ivfpq_index(x, np.arange(n), nlist, nprobe, m, seed, faiss.METRIC_INNER_PRODUCT)
     wanted = min(n, PQ_CANDIDATES * (k + 1))
     sims = np.empty((n, k), dtype=np.float32)
     ids = np.empty((n, k), dtype=np.int64)
@@ -144,12 +132,14 @@ def knn_inner_product_ivfpq(x: np.ndarray, k: int, nlist: int, nprobe: int, m: i
     return sims, ids
 
 
-def _rescored(queries: np.ndarray, x: np.ndarray, found: np.ndarray) -> np.ndarray:
-    """Exact inner products (Q, c) float32 of each query with its candidates ``found`` (Q, c), -inf for -1.
+def _rescored(queries: np.ndarray, x: np.ndarray, found: np.ndarray, l2: bool = False) -> np.ndarray:
+    """Exact inner products (Q, c) float32 of each query with its candidates ``found`` (Q, c) rows
+    of ``x``, -inf for -1; with ``l2``, squared L2 distances instead, +inf for -1.
 
     Memory: the block's distinct candidate rows, plus ``RESCORE_BLOCK`` floats of gathered ones."""
     valid = found >= 0
-    exact = np.full(found.shape, -np.inf, dtype=np.float32)
+    missing = np.inf if l2 else -np.inf
+    exact = np.full(found.shape, missing, dtype=np.float32)
     rows = np.unique(found[valid])
     if not len(rows):
         return exact
@@ -157,9 +147,70 @@ def _rescored(queries: np.ndarray, x: np.ndarray, found: np.ndarray) -> np.ndarr
     at = np.searchsorted(rows, np.where(valid, found, rows[0]))
     step = max(1, RESCORE_BLOCK // (found.shape[1] * x.shape[1]))
     for i in range(0, len(found), step):
-        exact[i : i + step] = np.einsum("qd,qcd->qc", queries[i : i + step], vectors[at[i : i + step]])
-    exact[~valid] = -np.inf
+        gathered = vectors[at[i : i + step]]
+        if l2:
+            exact[i : i + step] = ((gathered - queries[i : i + step, None, :]) ** 2).sum(axis=2)
+        else:
+            exact[i : i + step] = np.einsum("qd,qcd->qc", queries[i : i + step], gathered)
+    exact[~valid] = missing
     return exact
+
+
+def _ivfpq_index(x: np.ndarray, rows: np.ndarray, nlist: int, nprobe: int, m: int, seed: int,
+                 metric: int) -> faiss.Index:
+    """An ``IndexIVFPQ`` over ``x[rows]`` (ids: positions in ``rows``), trained on a sample drawn
+    with ``seed``, filled in blocks, searching ``nprobe`` cells; on the GPUs where there are some."""
+    d = x.shape[1]
+    if m < 1 or d % m:
+        raise ValueError(f"the product quantiser's {m} sub-vectors must divide the {d} dimensions")
+    if not 1 <= nprobe <= nlist <= len(rows):
+        raise ValueError(f"need 1 <= nprobe ({nprobe}) <= nlist ({nlist}) <= rows ({len(rows)})")
+    size = min(len(rows), max(TRAIN_ROWS_PER_CELL * nlist, 39 * 256))
+    sample = np.sort(np.random.default_rng(seed).permutation(len(rows))[:size])
+    bits = min(8, int(np.log2(len(sample))))  # a quantiser needs a training row per centroid
+    quantiser = faiss.IndexFlatIP(d) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFPQ(quantiser, d, nlist, m, bits, metric)
+    index.cp.seed = index.pq.cp.seed = seed
+    index.cp.min_points_per_centroid = 1  # small pools have few rows per cell: not worth a warning
+    index.train(as_rows(x[rows[sample]]))
+    index = _on_gpus(index)
+    for i in range(0, len(rows), KNN_DATABASE_BLOCK):
+        index.add(as_rows(x[rows[i : i + KNN_DATABASE_BLOCK]]))
+    index.nprobe = nprobe
+    return index
+
+
+def knn_l2_ivfpq(queries: np.ndarray, database: np.ndarray, k: int, rows: np.ndarray | None = None,
+                 nlist: int = 0, nprobe: int = 16, m: int = 0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``knn_l2`` through an IVF-PQ index of the database rows searched: approximate neighbours,
+    exact squared distances (their candidates re-scored from ``database``, as in
+    ``knn_inner_product_ivfpq``). nlist 0 = 4·√M cells, m 0 = D/4 bytes an item. Returns
+    distances (Q, k) float32 and positions (Q, k) int64 in ``rows``, nearest first, ties to the
+    lower position (+inf and -1 where fewer than k were found). Memory: M·(m + 8) bytes of index.
+    """
+    queries = as_rows(queries)
+    searched = np.arange(len(database)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if queries.shape[1] != database.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} dimensions, the database {database.shape[1]}")
+    if not 1 <= k <= len(searched):
+        raise ValueError(f"k must be in [1, {len(searched)}], got {k}")
+    nlist = min(nlist or max(1, round(4 * np.sqrt(len(searched)))), len(searched))
+    index = _ivfpq_index(database, searched, nlist, min(nprobe, nlist), m or max(1, database.shape[1] // 4), seed,
+                         faiss.METRIC_L2)
+    _, found = index.search(queries, min(len(searched), PQ_CANDIDATES * k))
+    exact = _rescored(queries, _Positions(database, searched), found, l2=True)
+    order = _order(exact, np.where(found >= 0, found, np.iinfo(np.int64).max))[:, :k]
+    return np.take_along_axis(exact, order, 1), np.take_along_axis(found, order, 1)
+
+
+class _Positions:
+    """``database`` seen through ``rows``: item i is database row rows[i] (for re-scoring by position)."""
+
+    def __init__(self, database: np.ndarray, rows: np.ndarray) -> None:
+        self.database, self.rows, self.shape = database, rows, (len(rows), database.shape[1])
+
+    def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+        return self.database[self.rows[positions]]
 
 
 def _on_gpus(index: faiss.Index) -> faiss.Index:

@@ -324,11 +324,13 @@ class CandidatesParams:
     method: str  # all | random | seals: which unlabeled pool items the strategy scores
     size: int  # unlabeled items the strategy scores (random, seals)
     k: int  # seals: nearest unlabeled neighbours of each labeled item
+    search: str = "exact"  # seals: exact | ivfpq (approximate, compressed: for pools of 10^7 and more)
 
     def problems(self) -> list[str]:
-        from alcycle.candidates import METHODS
+        from alcycle.candidates import METHODS, SEARCHES
 
         return (_choice("select.candidates.method", self.method, METHODS)
+                + _choice("select.candidates.search", self.search, SEARCHES)
                 + _at_least_one(select__candidates__size=self.size, select__candidates__k=self.k))
 
 
@@ -454,7 +456,8 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train.label_propagation.nlist": lambda raw: 0,
     "train.label_propagation.nprobe": lambda raw: 16,
     "train.label_propagation.pq_m": lambda raw: 0,
-    "select.candidates": lambda raw: {"method": "all", "size": 10000, "k": 100},
+    "select.candidates": lambda raw: {"method": "all", "size": 10000, "k": 100, "search": "exact"},
+    "select.candidates.search": lambda raw: "exact",
     "select.probcover": lambda raw: {"delta": 0.0, "alpha": 0.95, "clusters": 0},
     # Unused unless train.semi_supervised is fixmatch, which no older params.yaml names.
     "train.fixmatch": lambda raw: {"threshold": 0.95, "unlabeled_weight": 1.0, "mu": 3, "flip": False},

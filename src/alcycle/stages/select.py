@@ -87,7 +87,8 @@ def candidate_subset(params: CandidatesParams, rng: np.random.Generator,
 
     def pick(rows: np.ndarray, labeled: np.ndarray) -> np.ndarray:
         # ``at=rows``: the embeddings stay as extract wrote them (a memmap), read block by block.
-        return candidate_rows(params.method, labeled, params.size, params.k, rng, embeddings, at=rows)
+        return candidate_rows(params.method, labeled, params.size, params.k, rng, embeddings, at=rows,
+                              search=params.search)
     return pick
 
 
