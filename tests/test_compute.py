@@ -58,6 +58,7 @@ def test_is_global_zero_reads_the_launchers_variables(monkeypatch, env, zero):
     ("precision", "8-true", "'compute.precision' is '8-true'"),
     ("devices", 0, "'compute.devices' is 0; it must be at least 1"),
     ("num_nodes", 0, "'compute.num_nodes' is 0; it must be at least 1"),
+    ("precision", "16-mixed", "'compute.precision' 16-mixed needs a GPU"),
 ])
 def test_bad_compute_settings_are_named(tmp_path, key, value, message):
     with pytest.raises(ParamsError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -87,3 +88,18 @@ def with_compute(folder: Path, **compute: object) -> Path:
     raw["compute"].update(compute)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw))
     return folder / "params.yaml"
+
+
+def test_a_fit_runs_on_the_cpu_at_bf16_mixed_precision(tmp_path):
+    import dataclasses
+
+    from conftest import toy_digits
+
+    from alcycle.stages.train import build_classifier, fit
+
+    params = load_params(with_compute(tmp_path, precision="bf16-mixed"))
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, steps=5))
+    pixels, targets = toy_digits()
+    model = build_classifier(params, in_channels=1)
+    assert fit(model, pixels, targets, params) == {"steps": 5, "processes": 1}
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # mixed: the weights stay float32

@@ -377,6 +377,9 @@ class ComputeParams:
         found = (_choice("compute.accelerator", self.accelerator, ACCELERATORS)
                  + _choice("compute.strategy", self.strategy, STRATEGIES)
                  + _choice("compute.precision", self.precision, PRECISIONS))
+        if self.precision == "16-mixed" and self.accelerator == "cpu":
+            found.append("'compute.precision' 16-mixed needs a GPU ('compute.accelerator' gpu or auto); "
+                         "on CPUs use bf16-mixed or 32-true")
         return found + _at_least_one(compute__devices=self.devices, compute__num_nodes=self.num_nodes)
 
 
