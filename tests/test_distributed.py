@@ -82,7 +82,7 @@ def test_ddp_takes_the_configured_steps_on_two_processes_and_logs_once(project):
         "model.pt", "pretrained.pt", "pseudo_labels.csv", "vit.pt"]  # no second or half-written checkpoint
 
 
-def test_ddp_accuracy_is_within_noise_of_one_process(project, tmp_path):
+def test_ddp_accuracy_is_within_noise_of_one_process(project):
     two = _test_accuracy(project)
     edit_params(project, compute=ONE_PROCESS)
     try:

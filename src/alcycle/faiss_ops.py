@@ -188,15 +188,9 @@ def knn_l2_ivfpq(queries: np.ndarray, database: np.ndarray, k: int, rows: np.nda
     distances (Q, k) float32 and positions (Q, k) int64 in ``rows``, nearest first, ties to the
     lower position (+inf and -1 where fewer than k were found). Memory: M·(m + 8) bytes of index.
     """
-    queries = as_rows(queries)
-    searched = np.arange(len(database)) if rows is None else np.asarray(rows, dtype=np.int64)
-    if queries.shape[1] != database.shape[1]:
-        raise ValueError(f"queries have {queries.shape[1]} dimensions, the database {database.shape[1]}")
-    if not 1 <= k <= len(searched):
-        raise ValueError(f"k must be in [1, {len(searched)}], got {k}")
-    nlist = min(nlist or max(1, round(4 * np.sqrt(len(searched)))), len(searched))
-    index = _ivfpq_index(database, searched, nlist, min(nprobe, nlist), m or max(1, database.shape[1] // 4), seed,
-                         faiss.METRIC_L2)
+    queries, searched = _l2_inputs(queries, database, k, rows)
+    nlist, m = ivf_shape(len(searched), database.shape[1], nlist, m)
+    index = _ivfpq_index(database, searched, nlist, min(nprobe, nlist), m, seed, faiss.METRIC_L2)
     _, found = index.search(queries, min(len(searched), PQ_CANDIDATES * k))
     exact = _rescored(queries, _Positions(database, searched), found, l2=True)
     order = _order(exact, np.where(found >= 0, found, np.iinfo(np.int64).max))[:, :k]
@@ -292,12 +286,7 @@ def knn_l2(queries: np.ndarray, database: np.ndarray, k: int,
     (Q, k) float32 and positions (Q, k) int64 in ``rows`` (or the database), nearest
     first, ties to the lower position. Memory: O(KNN_L2_BLOCK · D + Q · k).
     """
-    queries = as_rows(queries)
-    searched = np.arange(len(database)) if rows is None else np.asarray(rows, dtype=np.int64)
-    if queries.shape[1] != database.shape[1]:
-        raise ValueError(f"queries have {queries.shape[1]} dimensions, the database {database.shape[1]}")
-    if not 1 <= k <= len(searched):
-        raise ValueError(f"k must be in [1, {len(searched)}], got {k}")
+    queries, searched = _l2_inputs(queries, database, k, rows)
     best = np.full((len(queries), 0), np.inf, dtype=np.float32)
     where = np.empty((len(queries), 0), dtype=np.int64)
     for start in range(0, len(searched), KNN_L2_BLOCK):
@@ -308,6 +297,24 @@ def knn_l2(queries: np.ndarray, database: np.ndarray, k: int,
         order = _order(best, where)[:, :k]
         best, where = np.take_along_axis(best, order, 1), np.take_along_axis(where, order, 1)
     return best, where
+
+
+def _l2_inputs(queries: np.ndarray, database: np.ndarray, k: int, rows: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``knn_l2``'s checked inputs: the queries as float32 rows and the database rows searched."""
+    queries = as_rows(queries)
+    searched = np.arange(len(database)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if queries.shape[1] != database.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} dimensions, the database {database.shape[1]}")
+    if not 1 <= k <= len(searched):
+        raise ValueError(f"k must be in [1, {len(searched)}], got {k}")
+    return queries, searched
+
+
+def ivf_shape(rows: int, dim: int, nlist: int = 0, m: int = 0) -> tuple[int, int]:
+    """An inverted file's cells and a product quantiser's bytes an item, 0 meaning the
+    defaults: 4·√rows cells (at most one per row) and D/4 bytes."""
+    return min(nlist or max(1, round(4 * np.sqrt(rows))), rows), m or max(1, dim // 4)
 
 
 def _order(distances: np.ndarray, positions: np.ndarray) -> np.ndarray:

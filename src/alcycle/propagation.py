@@ -62,11 +62,10 @@ class Search:
         """(sims, ids), each (N, k), of the unit rows ``x`` (N, D); see ``faiss_ops``."""
         if self.method == "exact":
             return faiss_ops.knn_inner_product(x, k)
-        nlist = min(self.nlist or max(1, round(4 * np.sqrt(len(x)))), len(x))
+        nlist, m = faiss_ops.ivf_shape(len(x), x.shape[1], self.nlist, self.pq_m)
         if self.method == "ivf":
             return faiss_ops.knn_inner_product_ivf(x, k, nlist, min(self.nprobe, nlist), self.seed)
         if self.method == "ivfpq":
-            m = self.pq_m or max(1, x.shape[1] // 4)
             return faiss_ops.knn_inner_product_ivfpq(x, k, nlist, min(self.nprobe, nlist), m, self.seed)
         raise ValueError(f"unknown kNN search {self.method!r}; choose exact, ivf or ivfpq")
 
