@@ -174,3 +174,40 @@ def test_knn_l2_ivfpq_over_chosen_rows_gives_exact_distances_of_mostly_true_neig
     np.testing.assert_array_equal(found[:, 0], exact[:, 0])  # each query's nearest is found
     again = faiss_ops.knn_l2_ivfpq(queries, database, 10, rows=rows, nlist=8, nprobe=8, m=4, seed=0)[1]
     np.testing.assert_array_equal(again, found)
+
+
+def test_compressed_range_search_probing_every_cell_finds_exactly_the_pairs_above(monkeypatch):
+    monkeypatch.setattr(faiss_ops, "KNN_QUERY_BLOCK", 300)  # several query blocks, a ragged last one
+    monkeypatch.setattr(faiss_ops, "KNN_DATABASE_BLOCK", 700)
+    x = _clustered(1500, seed=4)
+    index = faiss_ops.CompressedInnerProducts(x, nlist=12, nprobe=12, m=2, seed=0)  # 2 bytes: a coarse code
+    assert index._largest_code_error() > 0.05  # the widening is doing work
+    sims = x @ x.T
+    for threshold in (0.9, 0.97):
+        blocks = list(index.pairs_above(threshold))
+        rows, cols = (np.concatenate(part) for part in zip(*blocks))
+        found = set(zip(rows.tolist(), cols.tolist()))
+        assert len(found) == len(rows)  # no pair twice
+        near = np.abs(sims - threshold) < 1e-5  # float32 rounding may put these either side
+        exact = set(zip(*np.nonzero((sims > threshold) & ~near)))
+        assert exact <= found
+        assert all(sims[i, j] > threshold - 1e-5 for i, j in found)
+
+
+def test_compressed_range_search_probing_few_cells_only_loses_pairs():
+    x = _clustered(1500, seed=4)
+    index = faiss_ops.CompressedInnerProducts(x, nlist=40, nprobe=2, m=4, seed=0)
+    found = {(i, j) for rows, cols in index.pairs_above(0.9) for i, j in zip(rows.tolist(), cols.tolist())}
+    sims = x @ x.T
+    exact = set(zip(*np.nonzero(sims > 0.9 + 1e-5)))
+    assert all(sims[i, j] > 0.9 - 1e-5 for i, j in found)  # nothing beyond the radius
+    assert 0.5 < len(found & exact) / len(exact) < 1.0  # most pairs, not all: 2 of 40 cells probed
+
+
+def test_compressed_knn_gives_exact_similarities_and_sees_everything_in_a_small_pool():
+    x = _clustered(400, seed=5)
+    index = faiss_ops.CompressedInnerProducts(x, nlist=8, nprobe=8, m=4, seed=0)
+    sims, rows = index.knn(x[:50], 60)  # every cell, 8 × 60 candidates > 400 rows: every row is re-scored
+    exact = np.argsort(-(x[:50] @ x.T), axis=1, kind="stable")[:, :60]
+    np.testing.assert_allclose(sims, np.take_along_axis(x[:50] @ x.T, exact, 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sims, np.einsum("qd,qkd->qk", x[:50], x[rows]), rtol=1e-5, atol=1e-6)

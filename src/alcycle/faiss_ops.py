@@ -6,6 +6,8 @@ Inputs are coerced at the boundary (contiguous float32, 2-D), as faiss's own
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import faiss
 import numpy as np
 
@@ -157,9 +159,10 @@ def _rescored(queries: np.ndarray, x: np.ndarray, found: np.ndarray, l2: bool = 
 
 
 def _ivfpq_index(x: np.ndarray, rows: np.ndarray, nlist: int, nprobe: int, m: int, seed: int,
-                 metric: int) -> faiss.Index:
+                 metric: int, gpus: bool = True) -> faiss.Index:
     """An ``IndexIVFPQ`` over ``x[rows]`` (ids: positions in ``rows``), trained on a sample drawn
-    with ``seed``, filled in blocks, searching ``nprobe`` cells; on the GPUs where there are some."""
+    with ``seed``, filled in blocks, searching ``nprobe`` cells; on the GPUs where there are some
+    (unless ``gpus`` is False: faiss's GPU indexes have no range search)."""
     d = x.shape[1]
     if m < 1 or d % m:
         raise ValueError(f"the product quantiser's {m} sub-vectors must divide the {d} dimensions")
@@ -171,9 +174,10 @@ def _ivfpq_index(x: np.ndarray, rows: np.ndarray, nlist: int, nprobe: int, m: in
     quantiser = faiss.IndexFlatIP(d) if metric == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(d)
     index = faiss.IndexIVFPQ(quantiser, d, nlist, m, bits, metric)
     index.cp.seed = index.pq.cp.seed = seed
-    index.cp.min_points_per_centroid = 1  # small pools have few rows per cell: not worth a warning
+    # Small pools have few rows per cell and per code: not worth a warning.
+    index.cp.min_points_per_centroid = index.pq.cp.min_points_per_centroid = 1
     index.train(as_rows(x[rows[sample]]))
-    index = _on_gpus(index)
+    index = _on_gpus(index) if gpus else index
     for i in range(0, len(rows), KNN_DATABASE_BLOCK):
         index.add(as_rows(x[rows[i : i + KNN_DATABASE_BLOCK]]))
     index.nprobe = nprobe
@@ -195,6 +199,72 @@ def knn_l2_ivfpq(queries: np.ndarray, database: np.ndarray, k: int, rows: np.nda
     exact = _rescored(queries, _Positions(database, searched), found, l2=True)
     order = _order(exact, np.where(found >= 0, found, np.iinfo(np.int64).max))[:, :k]
     return np.take_along_axis(exact, order, 1), np.take_along_axis(found, order, 1)
+
+
+class CompressedInnerProducts:
+    """An IVF-PQ index of unit rows ``x`` (N, D) that answers with exact inner products.
+
+    Built once and asked twice by ProbCover (a purity sample's neighbours, then the δ-ball
+    graph). The compressed codes only propose candidates; each is re-scored from ``x``, which
+    may be a memory map. Memory: N·(m + 8) bytes of index. nlist 0 = 4·√N cells, m 0 = D/4 bytes.
+    """
+
+    def __init__(self, x: np.ndarray, nlist: int = 0, nprobe: int = 16, m: int = 0, seed: int = 0) -> None:
+        nlist, m = ivf_shape(len(x), x.shape[1], nlist, m)
+        self.x = x
+        self.index = _ivfpq_index(x, np.arange(len(x)), nlist, min(nprobe, nlist), m, seed,
+                                  faiss.METRIC_INNER_PRODUCT, gpus=False)
+        self._slack: float | None = None
+
+    def knn(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k rows of highest inner product with each query among ``PQ_CANDIDATES`` × k proposed:
+        similarities (Q, k) float32 and rows (Q, k) int64, best first (-inf and -1 where fewer)."""
+        queries = as_rows(queries)
+        _, found = self.index.search(queries, min(len(self.x), PQ_CANDIDATES * k))
+        exact = _rescored(queries, self.x, found)
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(exact, order, 1), np.take_along_axis(found, order, 1)
+
+    def pairs_above(self, threshold: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every pair (i, j) with ⟨x_i, x_j⟩ > ``threshold`` exactly, in blocks of query rows.
+
+        faiss's range search on the codes, widened by the largest code error ‖x − decode(code)‖
+        (for a unit query the compressed inner product is off by at most that), so inside the
+        probed cells no pair is missed; the candidates are then re-scored and cut at
+        ``threshold``. Only pairs whose other row sits in an unprobed cell can be lost.
+        """
+        n = len(self.x)
+        widened = threshold - self._largest_code_error()
+        for start in range(0, n, KNN_QUERY_BLOCK):
+            queries = as_rows(self.x[start : start + KNN_QUERY_BLOCK])
+            limits, _, found = self.index.range_search(queries, widened)
+            rows = np.repeat(np.arange(len(queries)), np.diff(limits.astype(np.int64)))
+            keep = _rescored_pairs(queries, self.x, rows, found) > threshold
+            yield rows[keep] + start, found[keep].astype(np.int64)
+
+    def _largest_code_error(self) -> float:
+        if self._slack is None:
+            error = 0.0
+            for start in range(0, len(self.x), KNN_DATABASE_BLOCK):
+                block = as_rows(self.x[start : start + KNN_DATABASE_BLOCK])
+                decoded = self.index.sa_decode(self.index.sa_encode(block))
+                error = max(error, float(np.sqrt(((block - decoded) ** 2).sum(axis=1)).max()))
+            self._slack = error
+        return self._slack
+
+
+def _rescored_pairs(queries: np.ndarray, x: np.ndarray, rows: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Exact ⟨queries[rows[p]], x[found[p]]⟩ for every pair p, (P,) float32; ``RESCORE_BLOCK`` floats at a time."""
+    exact = np.empty(len(found), dtype=np.float32)
+    if not len(found):
+        return exact
+    distinct = np.unique(found)
+    vectors = as_rows(x[distinct])  # each candidate row read once, in order
+    at = np.searchsorted(distinct, found)
+    step = max(1, RESCORE_BLOCK // x.shape[1])
+    for i in range(0, len(found), step):
+        exact[i : i + step] = np.einsum("pd,pd->p", queries[rows[i : i + step]], vectors[at[i : i + step]])
+    return exact
 
 
 class _Positions:

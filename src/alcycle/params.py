@@ -309,14 +309,28 @@ class ProbCoverParams:
     delta: float  # ball radius on L2-normalised embeddings; 0 = from the purity criterion
     alpha: float  # purity the chosen radius keeps, when delta is 0
     clusters: int  # k-means clusters for the purity; 0 = the number of classes
+    search: str = "exact"  # exact | ivfpq (approximate, compressed: for pools of 10^7 and more)
 
     def problems(self) -> list[str]:
         found = [] if self.delta >= 0 else [f"'select.probcover.delta' is {self.delta}; use 0 (from alpha) or a radius > 0"]
+        from alcycle.candidates import SEARCHES
+
+        found += _choice("select.probcover.search", self.search, SEARCHES)
         if not 0.0 < self.alpha <= 1.0:
             found.append(f"'select.probcover.alpha' is {self.alpha}; use 0 < alpha <= 1")
         if self.clusters < 0:
             found.append(f"'select.probcover.clusters' is {self.clusters}; use 0 (the number of classes) or more")
         return found
+
+
+@dataclass(frozen=True)
+class TypiclustParams:
+    search: str  # exact | ivfpq: the typicality neighbours inside the big clusters (10^7 and more)
+
+    def problems(self) -> list[str]:
+        from alcycle.candidates import SEARCHES
+
+        return _choice("select.typiclust.search", self.search, SEARCHES)
 
 
 @dataclass(frozen=True)
@@ -344,6 +358,7 @@ class SelectParams:
     vaal: VaalParams  # VAAL and SRAAL
     geal: GealParams
     probcover: ProbCoverParams
+    typiclust: TypiclustParams
 
     def problems(self) -> list[str]:
         from alcycle.strategies import STRATEGIES
@@ -461,7 +476,9 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "train.label_propagation.pq_m": lambda raw: 0,
     "select.candidates": lambda raw: {"method": "all", "size": 10000, "k": 100, "search": "exact"},
     "select.candidates.search": lambda raw: "exact",
-    "select.probcover": lambda raw: {"delta": 0.0, "alpha": 0.95, "clusters": 0},
+    "select.probcover": lambda raw: {"delta": 0.0, "alpha": 0.95, "clusters": 0, "search": "exact"},
+    "select.probcover.search": lambda raw: "exact",
+    "select.typiclust": lambda raw: {"search": "exact"},
     # Unused unless train.semi_supervised is fixmatch, which no older params.yaml names.
     "train.fixmatch": lambda raw: {"threshold": 0.95, "unlabeled_weight": 1.0, "mu": 3, "flip": False},
     # One CPU process, as every fit ran before the section existed.

@@ -78,3 +78,16 @@ def test_typiclust_takes_the_centre_of_each_uncovered_blob():
     for r in rows:
         blob = x[(r // 40) * 40 : (r // 40 + 1) * 40]
         assert np.argmax(typicality(blob)) == r % 40
+
+
+def test_approximate_typicality_in_a_big_cluster_follows_the_exact_one(monkeypatch):
+    monkeypatch.setattr(typiclust_module, "EXACT_UP_TO", 100)  # a "big" cluster of 2,000 items
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2000, 8)).astype(np.float32) * np.linspace(0.5, 2, 2000)[:, None].astype(np.float32)
+    exact = typicality(x, neighbours=10)
+    approximate = typicality(x, neighbours=10, search="ivfpq", seed=0)
+    # Re-scored distances to approximate neighbours can only be as far or farther than the true ones.
+    assert (approximate <= exact * (1 + 1e-5)).all()
+    assert np.mean(approximate > 0.9 * exact) > 0.95
+    assert np.argmax(approximate) in np.argsort(-exact)[:5]
+    np.testing.assert_array_equal(typicality(x[:100], neighbours=10, search="ivfpq"), typicality(x[:100], neighbours=10))

@@ -103,3 +103,49 @@ def test_a_fixed_delta_is_used_as_given():
     context = dataclasses.replace(make_context(n=30, labeled=0, strategy="probcover"), settings=settings)
     picks = select(context, "probcover", 3, np.random.default_rng(0))
     assert picks.scores.tolist() == [30.0, 0.0, 0.0]
+
+
+def _blobs(per_blob: int = 40, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.eye(16)[:5] * 3
+    x = np.concatenate([c + 0.3 * rng.normal(size=(per_blob, 16)) for c in centres])
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_the_compressed_ball_graph_probing_every_cell_is_the_exact_graph():
+    x = _blobs()
+    index = probcover_module.CompressedInnerProducts(x, nlist=6, nprobe=6, seed=0)
+    for delta in (0.3, 0.6):
+        approximate, exact = ball_graph(x, delta, index), ball_graph(x, delta)
+        assert (approximate != exact).nnz == 0 and exact.nnz > len(x)
+
+
+def test_the_compressed_purity_radius_on_a_small_pool_is_the_exact_one():
+    # 200 rows, every cell probed, 100 neighbours each: the 8 × 100 candidates re-scored are every
+    # row, so d is exact.
+    x = _blobs()
+    index = probcover_module.CompressedInnerProducts(x, nlist=8, nprobe=8, seed=0)
+    for alpha in (0.9, 1.0):
+        exact = purity_delta(x, 5, alpha, seed=3, rng=np.random.default_rng(0))
+        approximate = purity_delta(x, 5, alpha, seed=3, rng=np.random.default_rng(0), index=index)
+        assert approximate == pytest.approx(exact, rel=1e-5)
+
+
+def test_with_no_other_cluster_among_the_neighbours_the_farthest_one_bounds_the_radius(monkeypatch):
+    monkeypatch.setattr(probcover_module, "PURITY_NEIGHBOURS", 5)  # fewer than a blob: never another cluster
+    x = _blobs()
+    index = probcover_module.CompressedInnerProducts(x, nlist=8, nprobe=8, seed=0)
+    exact = purity_delta(x, 5, 1.0, seed=3, rng=np.random.default_rng(0))
+    bounded = purity_delta(x, 5, 1.0, seed=3, rng=np.random.default_rng(0), index=index)
+    # The 5 neighbours are the item itself and its 4 nearest others; alpha 1: the smallest bound.
+    fourth = np.sort(np.sqrt(np.clip(2 - 2 * (x @ x.T), 0, None)), axis=1)[:, 4]
+    assert bounded == pytest.approx(fourth.min(), rel=1e-4) and bounded < exact
+
+
+def test_probcover_through_the_compressed_index_still_picks_one_item_per_blob():
+    x = _blobs()
+    settings = dataclasses.replace(tiny_params().select.probcover, search="ivfpq")
+    base = make_context(n=len(x), classes=5, dim=16, labeled=0, strategy="probcover")
+    context = dataclasses.replace(base, embeddings=x, settings=settings)
+    picks = select(context, "probcover", 5, np.random.default_rng(1))
+    assert sorted(picks.rows // 40) == [0, 1, 2, 3, 4]

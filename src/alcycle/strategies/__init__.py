@@ -46,8 +46,9 @@ STRATEGIES: dict[str, Registered] = {
     "probcover": Registered(_IN + "probcover:probcover", _PROBS | _EMBEDDINGS | {"settings"},
                             "embeddings + probs (select.probcover); greedy maximum coverage of δ-balls on "
                             "L2-normalised embeddings, δ the largest radius with k-means purity ≥ alpha "
-                            "(Yehuda et al. 2022); also a cold start; O(N²·D) to build the graph, O(E) memory "
-                            "for its E edges: give it select.candidates on a big pool", settings="probcover"),
+                            "(Yehuda et al. 2022); also a cold start; O(N²·D) to build the graph (or an IVF-PQ range "
+                            "search: search: ivfpq), O(E) memory for its E edges: give it select.candidates on a "
+                            "big pool", settings="probcover"),
     "random": Registered(_IN + "random:random_strategy", frozenset(),
                          "nothing; uniformly at random, without replacement, O(N)"),
     "sraal": Registered(_IN + "vaal:sraal", frozenset({"pixels", "probs", "settings", "compute"}),
@@ -55,9 +56,11 @@ STRATEGIES: dict[str, Registered] = {
                         "uncertainty indicator (Zhang et al. 2020); with nothing labeled, k-center greedy over "
                         "the VAE's latent means (its initial-pool rule); trains a VAE + discriminator at every "
                         "selection", settings="vaal"),
-    "typiclust": Registered(_IN + "typiclust:typiclust", _EMBEDDINGS,
-                            "embeddings; one k-means into (labeled + b) clusters, the most typical item of each "
-                            "of the largest clusters holding no label (Hacohen et al. 2022); a low-budget strategy"),
+    "typiclust": Registered(_IN + "typiclust:typiclust", _EMBEDDINGS | {"settings"},
+                            "embeddings (select.typiclust); one k-means into (labeled + b) clusters, the most "
+                            "typical item of each of the largest clusters holding no label (Hacohen et al. 2022); "
+                            "a low-budget strategy; O(s²·D) for a chosen cluster of s items (O(s·√s·D) with "
+                            "search: ivfpq)", settings="typiclust"),
     "vaal": Registered(_IN + "vaal:vaal", frozenset({"pixels", "settings", "compute"}),
                        "pixels (select.vaal); a VAE over the pool and a labeled/unlabeled discriminator on its "
                        "latent, the items it is surest are unlabeled first (Sinha et al. 2019); trains both at "
