@@ -98,6 +98,63 @@ def import_command(layout: Layout, files: tuple[Path, ...]) -> None:
 
 
 @main.group()
+def labelstudio() -> None:
+    """Send the query batch to a live Label Studio server and bring its annotations back."""
+
+
+def _label_studio_options(func: Callable) -> Callable:
+    options = [
+        click.option("--url", envvar="LABEL_STUDIO_URL", required=True, show_envvar=True,
+                     help="The server, e.g. http://localhost:8080."),
+        click.option("--token", envvar="LABEL_STUDIO_API_KEY", required=True, show_envvar=True,
+                     help="An access token (legacy or personal) of a user of that server."),
+        click.option("--title", envvar="ALCYCLE_LABELSTUDIO_PROJECT", show_envvar=True,
+                     help="The Label Studio project's title  [default: this project folder's name]"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _title(layout: Layout, title: str | None) -> str:
+    return title or layout.root.resolve().name
+
+
+@labelstudio.command(name="push")
+@_label_studio_options
+@click.pass_obj
+@_clean_errors
+def labelstudio_push(layout: Layout, url: str, token: str, title: str | None) -> None:
+    """Create the project (first time) and add the query batch's tasks it does not hold yet."""
+    from alcycle.annotations.labelstudio.server import LabelStudio, push
+
+    server = LabelStudio(url, token)
+    click.echo(push(layout, server, _title(layout, title)).describe(_title(layout, title), server.url))
+
+
+@labelstudio.command(name="pull")
+@_label_studio_options
+@click.pass_obj
+@_clean_errors
+def labelstudio_pull(layout: Layout, url: str, token: str, title: str | None) -> None:
+    """Import the project's annotations not stored yet (as `alcycle import` of its export)."""
+    from alcycle.annotations.importer import import_file
+    from alcycle.annotations.labelstudio.server import LabelStudio, pull
+
+    server = LabelStudio(url, token)
+    exported = pull(layout, server, _title(layout, title))
+    if exported is None:
+        click.echo(f"Label Studio project {_title(layout, title)!r} at {server.url}: no annotation that is not "
+                   f"stored already; nothing changed")
+        return
+    try:
+        click.echo(import_file(layout, load_params(layout.params), exported).describe())
+    finally:
+        exported.unlink()
+        exported.parent.rmdir()
+
+
+@main.group()
 def label() -> None:
     """Change the labeled pool by recorded commands."""
 
