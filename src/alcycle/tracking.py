@@ -23,9 +23,11 @@ import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from alcycle.errors import AlcycleError
 from alcycle.fileio import exclusive_lock
 
 RUN_KEY_TAG = "alcycle.run_key"
+SERVER_TIMEOUT = 10  # seconds a tracking server has to answer its health check
 # These machines may have no network: MLflow must not try to send usage telemetry.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -54,6 +56,27 @@ def resolve_tracking_uri(configured: str, root: Path) -> str:
     folders) logs to the same database.
     """
     return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{Path(root).resolve()}/mlflow.db"
+
+
+class TrackingServerError(AlcycleError, ConnectionError):
+    """The MLflow tracking server named by the tracking URI does not answer."""
+
+
+def check_reachable(tracking_uri: str) -> None:
+    """For a tracking server (http, https), fail at once, naming it, when it does not answer;
+    MLflow's own client would retry for minutes, with a run perhaps already open."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    health = tracking_uri.rstrip("/") + "/health"
+    try:
+        requests.get(health, timeout=SERVER_TIMEOUT).raise_for_status()
+    except requests.RequestException as exc:
+        raise TrackingServerError(
+            f"the MLflow tracking server at {tracking_uri} does not answer ({type(exc).__name__} on {health}): "
+            f"start it, or point MLFLOW_TRACKING_URI (or track.tracking_uri) at one that runs; nothing was "
+            f"logged, and `dvc repro` logs this cycle once it answers") from exc
 
 
 def run_key(record: CycleRecord) -> str:
@@ -88,6 +111,7 @@ def ensure_experiment(client: MlflowClient, name: str, root: Path, tracking_uri:
 
 def log_cycle(record: CycleRecord, tracking_uri: str, experiment: str, root: Path) -> tuple[str, bool]:
     """Log the cycle's run unless its key is already there; returns (run id, newly logged)."""
+    check_reachable(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     experiment_id = ensure_experiment(client, experiment, root, tracking_uri)
@@ -185,6 +209,7 @@ class CellRun:
     def __init__(self, tracking_uri: str, experiment: str, root: Path, tags: dict[str, str],
                  params: dict[str, Any]) -> None:
         self.tracking_uri = tracking_uri
+        check_reachable(tracking_uri)
         with store_lock(tracking_uri):
             # The client creates the store's tables on first contact: inside the lock too.
             self.client = MlflowClient(tracking_uri)
