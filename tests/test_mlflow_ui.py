@@ -1,4 +1,4 @@
-"""The campaign comparison as a person sees it: a real `mlflow server`, headless Chromium.
+"""The campaign comparison as a person sees it: a real `mlflow server` on PostgreSQL, headless Chromium.
 
 Campaign runs are logged with alcycle's own ``CellRun``; Chromium (driven through
 chromedriver's W3C WebDriver HTTP API, no extra Python package) opens the experiment's
@@ -12,9 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import pytest
 import requests
 
 from alcycle.tracking import CellRun
+from servers import free_port, mlflow_server, postgres
 
 pytestmark = pytest.mark.e2e
 
@@ -29,12 +28,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 STRATEGIES = {"random": [0.45, 0.70, 0.80], "entropy": [0.40, 0.78, 0.90]}
 LABELS = [10, 20, 30]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(url: str, timeout: float = 60.0) -> None:
@@ -51,29 +44,23 @@ def wait_for(url: str, timeout: float = 60.0) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A real MLflow server on localhost holding a 2-strategy × 2-seed campaign."""
+    """A real MLflow server on localhost, its runs in a real PostgreSQL (a team's set-up),
+    holding a 2-strategy × 2-seed campaign logged through it."""
     folder = tmp_path_factory.mktemp("mlflow-ui")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    experiment_id = None
-    for strategy, curve in STRATEGIES.items():
-        for seed in (0, 1):
-            cell = f"{strategy}-plain-{seed}"
-            run = CellRun(uri, "campaign-ui", folder, {"alcycle.cell": cell, "strategy": strategy, "option": "plain",
-                                                       "seed": str(seed)}, {"select.strategy": strategy, "seed": seed})
-            for cycle, (n, accuracy) in enumerate(zip(LABELS, curve), start=1):
-                run.log_cycle(cycle, n, {"test_accuracy": accuracy + 0.02 * seed})
-            run.finish()
-            experiment_id = run.experiment_id
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-                                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(f"http://127.0.0.1:{port}/health")
-        yield {"url": f"http://127.0.0.1:{port}", "experiment_id": experiment_id}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with postgres() as database, mlflow_server(database.url, str(folder / "artifacts"), folder, {}) as url:
+        experiment_id = None
+        for strategy, curve in STRATEGIES.items():
+            for seed in (0, 1):
+                cell = f"{strategy}-plain-{seed}"
+                run = CellRun(url, "campaign-ui", folder, {"alcycle.cell": cell, "strategy": strategy,
+                                                           "option": "plain", "seed": str(seed)},
+                              {"select.strategy": strategy, "seed": seed})
+                for cycle, (n, accuracy) in enumerate(zip(LABELS, curve), start=1):
+                    run.log_cycle(cycle, n, {"test_accuracy": accuracy + 0.02 * seed})
+                run.finish()
+                experiment_id = run.experiment_id
+        assert database.query("select count(*) from experiments where name = 'campaign-ui'") == [(1,)]
+        yield {"url": url, "experiment_id": experiment_id}
 
 
 class Browser:
