@@ -143,3 +143,13 @@ def test_faults_are_clear_errors_that_change_nothing(server, project):
     gone = run(project, server, TOKEN, "pull", "--title", "short-lived")
     assert gone.returncode == 1 and "no project called 'short-lived'" in gone.stderr
     assert (pool.read_bytes() if pool.exists() else None) == before
+
+
+def test_a_personal_access_token_is_exchanged_for_an_access_token(server, project):
+    # Label Studio's current tokens are JWT refresh tokens (POST /api/token/ makes one for the caller).
+    answer = requests.post(f"{server}/api/token/", headers={"Authorization": f"Token {TOKEN}"}, timeout=60)
+    answer.raise_for_status()
+    personal = answer.json()["token"]
+    assert personal.count(".") == 2
+    pushed = ok(run(project, server, personal, "push", "--title", "with-a-personal-token"))
+    assert f"{BUDGET} task(s) pushed, 0 already there" in pushed
