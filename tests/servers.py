@@ -90,7 +90,9 @@ def label_studio(folder: Path, token: str) -> Iterator[str]:
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "LABEL_STUDIO_USERNAME": "admin@alcycle.invalid", "LABEL_STUDIO_PASSWORD": "alcycle-test",
-           "LABEL_STUDIO_USER_TOKEN": token, "LABEL_STUDIO_BASE_DATA_DIR": str(folder)}
+           "LABEL_STUDIO_USER_TOKEN": token, "LABEL_STUDIO_BASE_DATA_DIR": str(folder),
+           # Nothing leaves the machine: no version check on PyPI, no analytics, no Sentry.
+           "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": ""}
     env.pop("HOST", None)
     log = folder / "label-studio.log"
     process = start([str(servers_bin() / "label-studio"), "start", "--no-browser", "--internal-host", "127.0.0.1",
