@@ -231,7 +231,8 @@ def mlflow_server(backend: str, artifacts: str, folder: Path, env: dict[str, str
     log = folder / "mlflow-server.log"
     process = start([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
                      "--artifacts-destination", artifacts, "--serve-artifacts", "--host", "127.0.0.1",
-                     "--port", str(port), "--workers", "2"], log, {**os.environ, **env}, folder)
+                     "--port", str(port), "--workers", "2"], log,
+                    {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **env}, folder)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(f"{url}/health", process, log, seconds=120)
