@@ -95,13 +95,16 @@ class LabelStudio:
     def task_ids(self, project: int) -> set[str]:
         """The alcycle ids of every task in ``project``."""
         ids: set[str] = set()
-        page = 1
+        page, seen = 1, 0
         while True:
             answer = self.request("GET", "/api/tasks", params={"project": project, "page": page,
                                                                 "page_size": PAGE_SIZE, "fields": "all"})
             tasks = answer["tasks"] if isinstance(answer, dict) else answer
             ids.update(str(t["data"][ID_KEY]) for t in tasks if ID_KEY in t.get("data", {}))
-            if len(tasks) < PAGE_SIZE:
+            seen += len(tasks)
+            # A page past the last is an error (404), so stop at the total the server reports.
+            total = answer.get("total", seen) if isinstance(answer, dict) else seen
+            if len(tasks) < PAGE_SIZE or seen >= total:
                 return ids
             page += 1
 
