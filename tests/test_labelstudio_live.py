@@ -153,3 +153,14 @@ def test_a_personal_access_token_is_exchanged_for_an_access_token(server, projec
     assert personal.count(".") == 2
     pushed = ok(run(project, server, personal, "push", "--title", "with-a-personal-token"))
     assert f"{BUDGET} task(s) pushed, 0 already there" in pushed
+
+
+def test_task_listing_pages_through_the_whole_project(server, project, monkeypatch):
+    from alcycle.annotations.labelstudio import server as client_module
+
+    ok(run(project, server, TOKEN, "push"))  # (already there when the round trip ran first)
+    monkeypatch.setattr(client_module, "PAGE_SIZE", 2)  # 6 tasks: three full pages, nothing after
+    client = client_module.LabelStudio(server, TOKEN)
+    project_id = client.find_project("digits-team")["id"]
+    queries = pd.read_csv(project / "data/queries.csv", dtype={"id": str})
+    assert client.task_ids(project_id) == set(queries["id"])
