@@ -120,7 +120,14 @@ def test_push_pull_round_trip_with_a_skip_and_a_disagreement(server, project):
     # One more annotation: only its task comes in.
     annotators.label(tasks[agreed[3]], truth[agreed[3]])
     assert "1 label(s)" in ok(run(project, server, TOKEN, "pull"))
+    pool = (project / "data/labeled.csv").read_bytes()
     assert len(pd.read_csv(project / "data/labeled.csv", dtype=str)) == 5
+
+    # The next cycle trains on what was pulled and asks for new items.
+    dvc(project, "repro")
+    assert (project / "data/labeled.csv").read_bytes() == pool  # label-import rebuilt the same pool
+    following = pd.read_csv(project / "data/queries.csv", dtype={"id": str})
+    assert set(following["cycle"]) == {2} and not set(following["id"]) & set(ids[1:])
 
 
 def test_faults_are_clear_errors_that_change_nothing(server, project):
@@ -158,9 +165,12 @@ def test_a_personal_access_token_is_exchanged_for_an_access_token(server, projec
 def test_task_listing_pages_through_the_whole_project(server, project, monkeypatch):
     from alcycle.annotations.labelstudio import server as client_module
 
-    ok(run(project, server, TOKEN, "push"))  # (already there when the round trip ran first)
-    monkeypatch.setattr(client_module, "PAGE_SIZE", 2)  # 6 tasks: three full pages, nothing after
+    ok(run(project, server, TOKEN, "push"))
     client = client_module.LabelStudio(server, TOKEN)
     project_id = client.find_project("digits-team")["id"]
-    queries = pd.read_csv(project / "data/queries.csv", dtype={"id": str})
-    assert client.task_ids(project_id) == set(queries["id"])
+    listed = client.request("GET", "/api/tasks", params={"project": project_id, "page_size": 1000})["tasks"]
+    everything = {t["data"]["alcycle_id"] for t in listed}  # one page of 1,000
+    assert len(everything) % BUDGET == 0  # one or two batches of 6: full pages of 2 or 3, nothing after
+    for size in (2, 3):
+        monkeypatch.setattr(client_module, "PAGE_SIZE", size)
+        assert client.task_ids(project_id) == everything
