@@ -77,8 +77,10 @@ def stop(process: subprocess.Popen, how: int = signal.SIGTERM) -> None:
             process.wait()
 
 
-def start(command: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
-    with open(log, "wb") as out:
+def start(command: list[str], log: Path, env: dict | None = None, cwd: Path | None = None,
+          mode: str = "wb") -> subprocess.Popen:
+    """``command`` in a process group of its own, its output to ``log`` (appended with mode "ab")."""
+    with open(log, mode) as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True)
 
@@ -144,10 +146,9 @@ class Postgres:
 
     def start(self) -> None:
         log = self.folder / "postgres.log"
-        self.process = subprocess.Popen(
-            _as_postgres_user([str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
-                               "-h", "127.0.0.1", "-k", str(self.folder)]),
-            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = start(_as_postgres_user([str(self.bin / "postgres"), "-D", str(self.data), "-p",
+                                                str(self.port), "-h", "127.0.0.1", "-k", str(self.folder)]),
+                             log, mode="ab")  # a restart keeps the first run's log
         deadline = time.monotonic() + 60
         while subprocess.run([str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
                              capture_output=True).returncode != 0:

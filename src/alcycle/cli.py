@@ -128,8 +128,8 @@ def labelstudio_push(layout: Layout, url: str, token: str, title: str | None) ->
     """Create the project (first time) and add the query batch's tasks it does not hold yet."""
     from alcycle.annotations.labelstudio.server import LabelStudio, push
 
-    server = LabelStudio(url, token)
-    click.echo(push(layout, server, _title(layout, title)).describe(_title(layout, title), server.url))
+    server, title = LabelStudio(url, token), _title(layout, title)
+    click.echo(push(layout, server, title).describe(title, server.url))
 
 
 @labelstudio.command(name="pull")
@@ -141,10 +141,10 @@ def labelstudio_pull(layout: Layout, url: str, token: str, title: str | None) ->
     from alcycle.annotations.importer import import_file
     from alcycle.annotations.labelstudio.server import LabelStudio, pull
 
-    server = LabelStudio(url, token)
-    exported = pull(layout, server, _title(layout, title))
+    server, title = LabelStudio(url, token), _title(layout, title)
+    exported = pull(layout, server, title)
     if exported is None:
-        click.echo(f"Label Studio project {_title(layout, title)!r} at {server.url}: no annotation that is not "
+        click.echo(f"Label Studio project {title!r} at {server.url}: no annotation that is not "
                    f"stored already; nothing changed")
         return
     try:
