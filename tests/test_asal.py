@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from alcycle.asal import entropy, match, uncertain_latents
+from alcycle.strategies.asal import entropy, match, uncertain_latents
 
 
 def test_the_latent_search_raises_the_classifiers_entropy_and_leaves_the_networks_alone():

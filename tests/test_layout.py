@@ -19,8 +19,8 @@ def test_root_project_is_the_rendered_mnist_project():
 
 def test_stage_names_match_modules_and_commands():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    assert list(stages) == ["prepare", "pretrain", "pretrain-vit", "embed", "label-import", "train", "extract", "evaluate",
-                            "select"]
+    assert list(stages) == ["prepare", "pretrain", "pretrain-vit", "pretrain-gan", "embed", "label-import", "train",
+                            "extract", "evaluate", "select"]
     for name, stage in stages.items():
         module = name.replace("-", "_")
         assert stage["cmd"] == f"alcycle {name}"
@@ -35,7 +35,7 @@ def test_pipeline_paths_are_layout_paths():
         return {next(iter(e)) if isinstance(e, dict) else e for e in entries}
 
     outs = set().union(*(paths(s.get("outs", []) + s.get("metrics", []) + s.get("plots", [])) for s in stages.values()))
-    expected = {layout.prepared, layout.truth.parent, layout.labeled, layout.pretrained, layout.vit, layout.model,
+    expected = {layout.prepared, layout.truth.parent, layout.labeled, layout.pretrained, layout.vit, layout.gan, layout.model,
                 layout.pseudo_labels, layout.extracted, layout.features,
                 layout.metrics, layout.confusion, layout.mlflow_run, layout.queries, layout.queries_labelstudio,
                 layout.queries_cvat, layout.labelstudio_config, layout.import_report, layout.query_images}

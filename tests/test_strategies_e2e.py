@@ -98,3 +98,28 @@ def test_switching_to_geal_pretrains_a_vit_once_and_selects_with_it(project):
     output = dvc(project, "repro")
     assert stages_run(output) == {"select"}
     assert queries(project)["strategy"].unique().tolist() == ["vaal"]
+
+
+def test_asal_trains_its_gan_once_and_new_labels_do_not_retrain_it(project):
+    edit_params(project, gan={"method": "dcgan", "latent_dim": 16, "width": 8, "steps": 40, "batch_size": 32,
+                              "lr": 0.0002, "features": "pca", "pca_dim": 10},
+                select={"strategy": "asal", "asal": {"candidates": 4, "steps": 10, "lr": 0.05}})
+    output = dvc(project, "repro")
+    # the GAN reads no label, so only it and select run: the classifier is the one already trained
+    assert stages_run(output) == {"pretrain-gan", "select"}
+    assert {p.name for p in (project / "models/gan").iterdir()} == {"gan.pt", "features.npy", "samples.png"}
+    assert np.load(project / "models/gan/features.npy").shape == (300, 10)
+    batch = queries(project)
+    assert batch["strategy"].unique().tolist() == ["asal"] and len(batch) == BUDGET
+    assert batch["score"].is_monotonic_decreasing and (batch["score"] <= np.log(10) + 1e-6).all()
+    manifest = pd.read_csv(project / "data/prepared/manifest.csv", dtype=str).set_index("id")
+    labeled = set(pd.read_csv(project / "data/labeled.csv", dtype=str)["id"])
+    assert not labeled & set(batch["id"]) and (manifest.loc[batch["id"], "split"] == "pool").all()
+    gan_digest = (project / "models/gan/gan.pt").read_bytes()
+    # a labeled cycle: the classifier changes, the GAN does not
+    alcycle(project, "oracle")
+    output = dvc(project, "repro")
+    assert {"label-import", "train", "extract", "select"} <= stages_run(output)
+    assert "pretrain-gan" not in stages_run(output)
+    assert (project / "models/gan/gan.pt").read_bytes() == gan_digest
+    assert not set(queries(project)["id"]) & set(pd.read_csv(project / "data/labeled.csv", dtype=str)["id"])

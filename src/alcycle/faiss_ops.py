@@ -315,6 +315,18 @@ def pca_whiten(x: np.ndarray, dim: int) -> np.ndarray:
     return pca.apply(x)
 
 
+def pca_matrix(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """faiss's PCA of rows ``x`` (N, F) to ``dim`` components, as (A (dim, F), b (dim,)) float32:
+    the projection of a row r is A·r + b (the centring folded into b)."""
+    x = as_rows(x)
+    if not 1 <= dim <= min(x.shape):
+        raise ValueError(f"PCA to {dim} dimensions needs at least {dim} rows and {dim} features, got {x.shape}")
+    pca = faiss.PCAMatrix(x.shape[1], dim)
+    pca.train(x)
+    a = faiss.vector_to_array(pca.A).reshape(dim, x.shape[1])
+    return a.astype(np.float32), faiss.vector_to_array(pca.b).astype(np.float32)
+
+
 def kmeans_each(sets: list[np.ndarray], ks: list[int], niter: int, seed: int) -> list[np.ndarray]:
     """faiss k-means of many small sets of rows: set i (n_i, D) into ks[i] <= n_i clusters.
 

@@ -81,6 +81,12 @@ class Layout:
         return self.root / "models" / "vit.pt"
 
     @property
+    def gan(self) -> Path:
+        """ASAL's GAN: gan.pt (its networks and feature map, or a note that there is none),
+        features.npy (K features of every manifest row) and samples.png (64 generated images)."""
+        return self.root / "models" / "gan"
+
+    @property
     def features(self) -> Path:
         """embeddings.npy (N, D), the frozen backbone's features of every manifest row, and
         source.json naming that backbone (or saying the backbone is not frozen)."""

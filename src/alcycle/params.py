@@ -30,6 +30,8 @@ INITS = ("scratch", "pretrained")
 CONFLICT_RULES = ("refuse", "relabel")
 KNN_SEARCHES = ("exact", "ivf", "ivfpq")  # propagation.Search
 ANNOTATOR_RULES = ("majority", "latest", "refuse")
+GAN_METHODS = ("none", "dcgan", "wgan_gp")  # alcycle.gan.METHODS, and none
+GAN_FEATURES = ("pca", "discriminator")  # alcycle.gan.FEATURES
 # Label Studio serves a file under its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT at this URL + its relative path.
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 
@@ -162,6 +164,27 @@ class PretrainVitParams:
             pretrain_vit__layers=self.layers, pretrain_vit__hidden_dim=self.hidden_dim,
             pretrain_vit__mlp_dim=self.mlp_dim, pretrain_vit__epochs=self.epochs,
             pretrain_vit__batch_size=self.batch_size)
+
+
+@dataclass(frozen=True)
+class GanParams:
+    method: str  # none | dcgan | wgan_gp: the GAN ASAL searches, learned from the pool without labels
+    latent_dim: int  # d: the generator's input z ~ N(0, I_d)
+    width: int  # w: channels of the discriminator's first convolution (the generator starts at 4w)
+    steps: int  # discriminator (critic) updates; wgan_gp updates the generator every fifth
+    batch_size: int
+    lr: float  # Adam's learning rate for both networks (DCGAN: 2e-4, WGAN-GP: 1e-4)
+    features: str  # pca | discriminator: where ASAL matches generated images to pool images
+    pca_dim: int  # principal components kept (features: pca)
+
+    def problems(self) -> list[str]:
+        found = _choice("gan.method", self.method, GAN_METHODS) + _choice("gan.features", self.features, GAN_FEATURES)
+        if self.lr <= 0:
+            found.append(f"'gan.lr' is {self.lr}; it must be above 0")
+        if self.batch_size < 2:
+            found.append(f"'gan.batch_size' is {self.batch_size}; use at least 2 (batch norm needs two images)")
+        return found + _at_least_one(gan__latent_dim=self.latent_dim, gan__width=self.width, gan__steps=self.steps,
+                                     gan__pca_dim=self.pca_dim)
 
 
 @dataclass(frozen=True)
@@ -334,6 +357,17 @@ class TypiclustParams:
 
 
 @dataclass(frozen=True)
+class AsalParams:
+    candidates: int  # latent vectors searched per queried item; the most uncertain budget of them are matched
+    steps: int  # Adam steps of entropy ascent in the latent space
+    lr: float  # their learning rate
+
+    def problems(self) -> list[str]:
+        found = _at_least_one(select__asal__candidates=self.candidates, select__asal__steps=self.steps)
+        return found + ([f"'select.asal.lr' is {self.lr}; it must be above 0"] if self.lr <= 0 else [])
+
+
+@dataclass(frozen=True)
 class CandidatesParams:
     method: str  # all | random | seals: which unlabeled pool items the strategy scores
     size: int  # unlabeled items the strategy scores (random, seals)
@@ -359,6 +393,7 @@ class SelectParams:
     geal: GealParams
     probcover: ProbCoverParams
     typiclust: TypiclustParams
+    asal: AsalParams
 
     def problems(self) -> list[str]:
         from alcycle.strategies import STRATEGIES
@@ -411,6 +446,7 @@ class Params:
     prepare: PrepareParams
     pretrain: PretrainParams
     pretrain_vit: PretrainVitParams
+    gan: GanParams
     label_import: LabelImportParams
     train: TrainParams
     extract: ExtractParams
@@ -444,6 +480,11 @@ class Params:
             if "vit" in wanted and self.pretrain_vit.method == "none":
                 found.append(f"'select.{key}' {name!r} needs a vision transformer: set 'pretrain_vit.method' "
                              f"to deepcluster or weights")
+            if "gan" in wanted and self.gan.method == "none":
+                found.append(f"'select.{key}' {name!r} needs a GAN: set 'gan.method' to dcgan or wgan_gp")
+            if "model" in wanted and key == "cold_start":
+                found.append(f"'select.cold_start' {name!r} searches with the classifier, which does not exist "
+                             f"before the first labels: choose another cold start (random, typiclust, ...)")
             if "predicted_loss" in wanted and not self.train.loss_prediction.fit:
                 found.append(f"'select.{key}' {name!r} needs a loss prediction module: set "
                              f"'train.loss_prediction.fit' to true")
@@ -485,6 +526,10 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "compute": lambda raw: {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
                             "precision": "32-true", "ray_address": ""},
     "compute.ray_address": lambda raw: "",
+    # Unused unless select names asal, which no older params.yaml does.
+    "gan": lambda raw: {"method": "none", "latent_dim": 64, "width": 32, "steps": 3000, "batch_size": 64,
+                        "lr": 0.0002, "features": "pca", "pca_dim": 50},
+    "select.asal": lambda raw: {"candidates": 10, "steps": 50, "lr": 0.05},
     "pretrain.simclr": lambda raw: {"epochs": 8, "batch_size": 256, "lr": 0.001, "temperature": 0.5,
                                     "projection_dim": 64, "min_scale": 0.3, "jitter": 0.5, "blur": False,
                                     "flip": False},

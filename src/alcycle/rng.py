@@ -5,6 +5,7 @@
 - augmentation (random shifts, the ViT's random affine, SimCLR's views): a generator seeded ``seed``;
 - FixMatch's weak and strong views: a generator seeded ``seed * 1000 + VIEWS``, one seed per
   batch for torchvision's transforms, which draw from the global generator inside ``seeded``;
+- a GAN's latents and WGAN-GP's mixing weights: a generator seeded ``seed * 1000 + GAN``;
 - MC-dropout masks at extraction: a generator seeded ``seed`` (``extract`` passes ``params.seed``);
 - DeepCluster epoch ``e`` (k-means, cluster sampling, the fresh head): ``seed + e``;
 - weight initialisation, training-time dropout and the loaders' base seeds: torch's global
@@ -24,6 +25,7 @@ import torch
 LABELED_LOADER = 0
 POOL_LOADER = 1
 VIEWS = 2  # FixMatch's views: a stream of its own, apart from the loaders'
+GAN = 3  # a GAN's latents and its penalty's mixing weights
 
 
 def loader_generator(seed: int, stream: int) -> torch.Generator:
@@ -39,6 +41,11 @@ def augmentation_generator(seed: int) -> torch.Generator:
 def views_generator(seed: int) -> torch.Generator:
     """The generator FixMatch's weak and strong views of the unlabeled batches draw from."""
     return torch.Generator().manual_seed(seed * 1000 + VIEWS)
+
+
+def gan_generator(seed: int) -> torch.Generator:
+    """The generator a GAN draws its latents (and WGAN-GP's mixing weights) from while it trains."""
+    return torch.Generator().manual_seed(seed * 1000 + GAN)
 
 
 def mc_dropout_generator(seed: int) -> torch.Generator:

@@ -36,6 +36,11 @@ def make_context(n: int = 60, classes: int = 4, dim: int = 5, labeled: int = 10,
         from alcycle.vit import build_vit
 
         extra["vit"] = build_vit(tiny_params().pretrain_vit, image_size=8, in_channels=1)
+    if "model" in wanted:
+        extra["model"] = tiny_classifier(classes)
+    if "gan" in wanted:
+        extra["gan"] = tiny_gan()
+        extra["gan_features"] = extra["gan"].pool_features(rng.integers(0, 256, size=(n, 1, 8, 8), dtype=np.uint8))
     return SelectionContext(
         ids=np.array([f"item-{i:03d}" for i in range(n)]),
         labeled=mask,
@@ -45,11 +50,35 @@ def make_context(n: int = 60, classes: int = 4, dim: int = 5, labeled: int = 10,
     )
 
 
+def tiny_classifier(classes: int):
+    """An untrained classifier of 8 × 8 one-channel images, seeded, in eval mode."""
+    import torch
+
+    from alcycle.backbones import build_backbone
+    from alcycle.classifier import Classifier, ClassifierSettings, Optimisation
+
+    torch.manual_seed(0)
+    return Classifier(build_backbone("small_cnn", 1),
+                      ClassifierSettings(classes, Optimisation(0.1, 0.9, 0.0, 1), seed=0)).eval()
+
+
+def tiny_gan():
+    """An untrained DCGAN of 8 × 8 one-channel images whose discriminator's features are ASAL's."""
+    import torch
+
+    from alcycle.gan import Discriminator, GanShape, Generator, TrainedGan
+
+    torch.manual_seed(0)
+    shape = GanShape("dcgan", latent_dim=4, width=4, channels=1, size=8)
+    return TrainedGan(shape, Generator(shape).eval(), Discriminator(shape).eval(), "discriminator")
+
+
 @functools.cache
 def tiny_params() -> Params:
     """The shipped params with training lengths cut to a few steps, for strategies with a model."""
     raw = yaml.safe_load(render_params("mnist", "", MNIST_CLASSES, 8, 1, 0))
     raw["select"]["vaal"].update(steps=5, batch_size=16, latent_dim=4)
+    raw["select"]["asal"].update(candidates=3, steps=3)
     raw["pretrain_vit"].update(patch_size=4, hidden_dim=16, layers=2, heads=2, mlp_dim=32)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "params.yaml"
@@ -101,7 +130,7 @@ def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError) as error:
         get_strategy("entrpy")
     assert str(error.value) == (
-        "unknown strategy 'entrpy'; choose one of: badge, bald, coreset, entropy, geal, learning_loss, "
+        "unknown strategy 'entrpy'; choose one of: asal, badge, bald, coreset, entropy, geal, learning_loss, "
         "least_confidence, margin, probcover, random, sraal, typiclust, vaal"
     )
 

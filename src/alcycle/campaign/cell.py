@@ -29,7 +29,7 @@ from alcycle.stages import embed, evaluate, extract, label_import, select, train
 from alcycle.stages.evaluate import flat_params
 
 # The campaign's shared inputs, linked into every cell's scratch project.
-SHARED = ("prepared", "truth", "pretrained", "vit")
+SHARED = ("prepared", "truth", "pretrained", "vit", "gan")
 
 
 def cell_output(root: Path, cell: Cell) -> Path:

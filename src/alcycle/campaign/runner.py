@@ -61,7 +61,10 @@ def run_campaign(project: Path, name: str, address: str, echo: Callable[[str], N
         raise AlcycleError(f"{dvc_file}: not found; create the campaign with `alcycle campaign init {name}`")
     definition = load_campaign(folder / "campaign.yaml")
     # What every cell reads (prepared data, pretrained weights), made and recorded by DVC as usual.
-    _dvc(project, "repro", f"{dvc_file}:pretrain", f"{dvc_file}:pretrain-vit")
+    # (A campaign made before pretrain-gan existed has no such stage.)
+    stages = yaml.safe_load(dvc_file.read_text(encoding="utf-8"))["stages"]
+    _dvc(project, "repro", *[f"{dvc_file}:{name}" for name in ("pretrain", "pretrain-vit", "pretrain-gan")
+                             if name in stages])
     waiting = [cell for cell in definition.cells if not finished(folder, cell)]
     echo(f"campaign {name}: {len(definition.cells) - len(waiting)} of {len(definition.cells)} cells finished; "
          f"running {len(waiting)} on the Ray cluster at {address}")

@@ -49,13 +49,13 @@ def render_campaign_dvc_yaml(source_path: str | None) -> str:
     No stage depends on alcycle's code: a campaign is a record of results that hours of
     compute made, not to be re-run by an edited comment (``dvc repro --force`` does it).
     """
-    stages = dvc_stages(source_path, code_root=None, names=("prepare", "pretrain", "pretrain-vit"))
+    stages = dvc_stages(source_path, code_root=None, names=("prepare", "pretrain", "pretrain-vit", "pretrain-gan"))
     stages["cell"] = {
         # Seed first: DVC usually runs the cells in this order, so an interrupted campaign has
         # most often compared every strategy on the first seed (its order is not guaranteed).
         "matrix": {"seed": "${seeds}", "strategy": "${strategies}", "option": "${options}"},
         "cmd": "alcycle campaign cell ${item.strategy} ${item.option} ${item.seed}",
-        "deps": ["data/prepared", "data/truth", "models/pretrained.pt", "models/vit.pt"],
+        "deps": ["data/prepared", "data/truth", "models/pretrained.pt", "models/vit.pt", "models/gan"],
         # Only what this cell reads: a new strategy or seed adds cells and leaves the others be.
         "params": ["classes", "train", "extract", "select", "track",
                    {"campaign.yaml": ["initial_budget", "budget", "cycles", "recipes.strategies.${item.strategy}",
@@ -99,7 +99,8 @@ def init_campaign(project: Path, name: str, campaign: dict | None = None) -> Pat
 
 
 def _switch_on_pretraining(params: dict, definition: dict) -> None:
-    """DeepCluster where a recipe starts from pretrained weights; a ViT where one selects with GEAL."""
+    """DeepCluster where a recipe starts from pretrained weights; a ViT where one selects with GEAL,
+    a DCGAN where one selects with ASAL."""
     recipes = [*definition["recipes"]["strategies"].values(), *definition["recipes"]["options"].values()]
     chosen = {r.get("select.strategy") for r in recipes} | {r.get("select.cold_start") for r in recipes}
     chosen |= set(definition["strategies"])
@@ -107,3 +108,11 @@ def _switch_on_pretraining(params: dict, definition: dict) -> None:
         params["pretrain"]["method"] = "deepcluster"
     if "geal" in chosen and params["pretrain_vit"]["method"] == "none":
         params["pretrain_vit"]["method"] = "deepcluster"
+    if "asal" in chosen and params.get("gan", {}).get("method", "none") == "none":
+        params["gan"] = {**params.get("gan", _gan_defaults()), "method": "dcgan"}
+
+
+def _gan_defaults() -> dict:
+    from alcycle.params import ADDED_LATER
+
+    return ADDED_LATER["gan"]({})

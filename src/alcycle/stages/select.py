@@ -37,7 +37,8 @@ _L = Layout()
 STAGE = Stage(
     name="select",
     # data/features: the embeddings, when the backbone is frozen (extract then writes none).
-    deps=(_L.extracted, _L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.vit, _L.features),
+    # models: the classifier and the GAN, which ASAL searches with.
+    deps=(_L.extracted, _L.labeled, _L.annotations, _L.manifest, _L.pixels, _L.vit, _L.features, _L.model, _L.gan),
     # classes: the labeling config and the model's guess in the Label Studio tasks name them;
     # train.freeze_backbone: where the embeddings are. compute: where VAAL/SRAAL's fit runs.
     params=("seed", "classes", "select", "train.freeze_backbone", *FIT_KEYS),
@@ -45,13 +46,13 @@ STAGE = Stage(
     # The query images too: annotators open the cycle's commit, and the batch is only budget images.
     outs=tuple(committed(path) for path in (_L.queries, _L.query_images, _L.queries_labelstudio,
                                             _L.queries_cvat, _L.labelstudio_config)),
-    code=("strategies", "candidates.py", "vit.py", "faiss_ops.py", "training.py", "compute.py", "labeling_tools.py",
+    code=("strategies", "candidates.py", "vit.py", "gan.py", "checkpoints.py", "faiss_ops.py", "training.py", "compute.py", "labeling_tools.py",
           "pixel_store.py", "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
 )
 
 QUERY_COLUMNS = ["id", "path", "score", "strategy", "cycle"]
 # Inputs that are not one row per item: passed to the strategy whole.
-WHOLE_INPUTS = ("vit", "settings", "compute")
+WHOLE_INPUTS = ("vit", "model", "gan", "settings", "compute")
 # The pool's manifest rows (P,) and labeled mask (P,) -> the positions a strategy sees.
 Candidates = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -148,6 +149,23 @@ def load_inputs(layout: Layout, params: Params, strategy: str) -> dict[str, Any]
 
         return load_vit(layout.vit)
 
+    def model() -> Any:
+        from alcycle.checkpoints import load_model
+
+        return load_model(layout.model)[0]
+
+    def gan() -> Any:
+        from alcycle.gan import load_gan
+
+        return load_gan(layout.gan / "gan.pt")
+
+    def gan_features() -> np.ndarray:
+        path = layout.gan / "features.npy"
+        if not path.exists():
+            raise MissingInputError(f"strategy '{strategy}' needs {path}, which pretrain-gan writes when gan.method "
+                                    f"is dcgan or wgan_gp")
+        return np.load(path, mmap_mode="r")
+
     loaders: dict[str, Callable[[], Any]] = {
         "probs": extracted("probs", "every cycle"),
         "embeddings": frozen_embeddings if params.train.freeze_backbone else extracted("embeddings", "every cycle"),
@@ -155,6 +173,9 @@ def load_inputs(layout: Layout, params: Params, strategy: str) -> dict[str, Any]
         "predicted_loss": extracted("predicted_loss", "when the model has a loss prediction module"),
         "pixels": lambda: np.load(layout.pixels, mmap_mode="r"),
         "vit": vit,
+        "model": model,
+        "gan": gan,
+        "gan_features": gan_features,
         "settings": lambda: getattr(params.select, section),
         "compute": lambda: params.compute,
     }

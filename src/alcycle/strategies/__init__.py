@@ -18,6 +18,11 @@ _PROBS = frozenset({"probs"})
 _EMBEDDINGS = frozenset({"embeddings"})
 
 STRATEGIES: dict[str, Registered] = {
+    "asal": Registered(_IN + "asal:asal", frozenset({"gan", "gan_features", "model", "settings"}),
+                       "a GAN (pretrain-gan, gan.method) + the classifier (select.asal); entropy ascent in the "
+                       "GAN's latent space, each generated image's nearest unlabeled item in the GAN's feature "
+                       "space (Mayer & Timofte, seed 002); not a cold start; O(c·b·steps) generator and "
+                       "classifier passes + b nearest-neighbour searches, no pass over the pool", settings="asal"),
     "badge": Registered(_IN + "badge:badge", _PROBS | _EMBEDDINGS,
                         "probs + embeddings; k-means++ seeding over last-layer gradient embeddings, without "
                         "forming them (Ash et al. 2020); O(N·(C+D)) per pick, O(N) memory"),

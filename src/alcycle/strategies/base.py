@@ -26,6 +26,9 @@ class SelectionContext:
     predicted_loss: (N,) float32 output of the model's loss prediction module, or None
     pixels:         (N, C, H, W) uint8 images (a memmap is fine), or None
     vit:            a vision transformer (``alcycle.vit``) for GEAL, or None
+    model:          the current classifier (``alcycle.classifier.Classifier``, eval mode), or None
+    gan:            a trained GAN (``alcycle.gan.TrainedGan``) for ASAL, or None
+    gan_features:   (N, K) float32 the GAN's matching features of each item (pretrain-gan's), or None
     settings:       the strategy's own ``params.select`` section (e.g. ``VaalParams``), or None
     compute:        ``params.compute``, where a strategy's own Lightning fit runs (VAAL's), or None
     """
@@ -38,6 +41,9 @@ class SelectionContext:
     predicted_loss: np.ndarray | None = None
     pixels: np.ndarray | None = None
     vit: Any = None
+    model: Any = None
+    gan: Any = None
+    gan_features: np.ndarray | None = None
     settings: Any = None
     compute: Any = None
 
@@ -46,7 +52,7 @@ class SelectionContext:
         if self.labeled.shape != (n,) or self.labeled.dtype != bool:
             raise ValueError(f"labeled must be a bool array of shape ({n},), got {self.labeled.shape}")
         for name, ndim in (("probs", 2), ("embeddings", 2), ("mc_probs", 3), ("predicted_loss", 1),
-                           ("pixels", 4)):
+                           ("pixels", 4), ("gan_features", 2)):
             array = getattr(self, name)
             if array is not None and (array.ndim != ndim or array.shape[0] != n):
                 raise ValueError(f"{name} must have {ndim} dimensions and {n} rows, got shape {array.shape}")
@@ -74,7 +80,8 @@ Strategy = Callable[[SelectionContext, int, np.random.Generator], Selection]
 
 # What a strategy may ask the loop for, beyond ids and labeled; the stages produce
 # each one only when the chosen strategy lists it (see ``alcycle.strategies.needs``).
-INPUTS = ("probs", "embeddings", "mc_probs", "predicted_loss", "pixels", "vit", "settings", "compute")
+INPUTS = ("probs", "embeddings", "mc_probs", "predicted_loss", "pixels", "vit", "model", "gan", "gan_features",
+          "settings", "compute")
 
 
 @dataclass(frozen=True)

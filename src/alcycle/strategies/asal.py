@@ -1,22 +1,33 @@
-"""ASAL's two steps after the GAN (Mayer & Timofte, seed 002): search the generator's latent
-space for samples the classifier is least sure of, then query the real unlabeled images
-nearest to them.
+"""ASAL (Mayer & Timofte, seed 002): generate the images the classifier is least sure of, then
+query the real unlabeled images nearest to them.
 
-``uncertain_latents``: gradient ascent on the predictive entropy of classifier(generator(z))
-over a batch of latent vectors, each kept on the sphere of radius √d that a standard normal
-z concentrates on (so the generator stays where it was trained). ``match``: each generated
-sample's nearest unlabeled pool item in a feature space (PCA of the pixels, an autoencoder's
-code or the discriminator's features, as the seed lists), through ``faiss_ops.knn_l2`` over
-the unlabeled rows only, so a labeled or test item can never be returned; an item already
-matched to an earlier sample is passed over for that sample's next nearest.
+Needs the GAN of ``pretrain-gan`` (``gan.method``), its features of every pool image, the
+current classifier and ``select.asal``. For a budget b:
+
+1. ``uncertain_latents``: c·b latent vectors (c = ``candidates``) drawn from N(0, I), moved by
+   gradient ascent on the predictive entropy of classifier(generator(z)), each kept on the
+   sphere of radius √d that a standard normal z concentrates on (so the generator stays where it
+   was trained). Neither network's parameters change.
+2. The b generated images of highest entropy, highest first, are each ``match``-ed to their
+   nearest unlabeled pool item in the GAN's feature space (PCA of the pixels or the
+   discriminator's features, as the seed lists), through ``faiss_ops.knn_l2`` over the unlabeled
+   rows only, so a labeled or test item can never be returned; an item already matched to an
+   earlier sample is passed over for that sample's next nearest.
+
+Score: the entropy (nats) of the generated image an item was matched to. Cost: c·b·steps
+generator + classifier passes, then b nearest-neighbour searches over the pool's stored
+features; the classifier never scores the pool (the seed's point: a cost that hardly grows with
+it). Needs a classifier, so it cannot be a cold start.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from alcycle import faiss_ops
+from alcycle.strategies.base import Selection, SelectionContext
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -71,3 +82,24 @@ def match(generated: np.ndarray, features: np.ndarray, unlabeled: np.ndarray, ne
         taken[free[0]] = True
         picks.append(unlabeled[free[0]])
     return np.asarray(picks, dtype=np.int64)
+
+
+def asal(context: SelectionContext, budget: int, rng: np.random.Generator) -> Selection:
+    """The unlabeled rows nearest to the ``budget`` most uncertain generated images; score = their entropy."""
+    gan = context.require("gan", "asal")
+    model = context.require("model", "asal")
+    features = context.require("gan_features", "asal")
+    settings = context.require("settings", "asal")
+    # The classifier on images in [-1, 1] (the generator's range, the classifier's input), without dropout.
+    classifier = nn.Sequential(model.backbone, model.head).eval()
+    draws = torch.Generator().manual_seed(int(rng.integers(2**63)))
+    z = torch.randn(settings.candidates * budget, gan.shape.latent_dim, generator=draws)
+    z = uncertain_latents(gan.generator, classifier, z, settings.steps, settings.lr)
+    with torch.no_grad():
+        images = gan.generator(z)
+        uncertainty = entropy(classifier(images)).double().numpy()
+    # Most uncertain first; a stable sort keeps the draw order among ties.
+    best = np.argsort(-uncertainty, kind="stable")[:budget]
+    rows = match(gan.features(images[torch.from_numpy(best)]), np.asarray(features, dtype=np.float32),
+                 context.unlabeled_rows)
+    return Selection(rows=rows, scores=uncertainty[best][: len(rows)])
