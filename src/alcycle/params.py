@@ -367,6 +367,36 @@ class AsalParams:
         return found + ([f"'select.asal.lr' is {self.lr}; it must be above 0"] if self.lr <= 0 else [])
 
 
+STREAM_MANAGERS = ("variable_uncertainty", "split")  # alcycle.stream.MANAGERS
+STREAM_ORDERS = ("manifest", "time")
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    window: int  # arrivals met per cycle; 0 = pool-based selection by select.strategy (the default)
+    order: str  # manifest | time: the order items arrive in (time: the csv source's 'time' column)
+    manager: str  # variable_uncertainty | split (Žliobaitė et al. 2014)
+    budget: float  # share of the items met that may be labeled, at every point of the stream
+    step: float  # s: the threshold shrinks by (1 - s) after a label, grows by (1 + s) after a let-go
+    random_share: float  # split: share of arrivals labeled at random
+
+    def problems(self) -> list[str]:
+        found = (_choice("select.stream.manager", self.manager, STREAM_MANAGERS)
+                 + _choice("select.stream.order", self.order, STREAM_ORDERS))
+        if self.window < 0:
+            found.append(f"'select.stream.window' is {self.window}; use 0 (pool-based) or a number of arrivals")
+        if not 0.0 < self.budget <= 1.0:
+            found.append(f"'select.stream.budget' is {self.budget}; use a share 0 < b <= 1")
+        elif self.window and self.budget * self.window < 1:
+            found.append(f"'select.stream.budget' {self.budget} × 'select.stream.window' {self.window} is below 1: "
+                         f"a window could never label an item")
+        if not 0.0 < self.step < 1.0:
+            found.append(f"'select.stream.step' is {self.step}; use 0 < s < 1")
+        if not 0.0 <= self.random_share <= 1.0:
+            found.append(f"'select.stream.random_share' is {self.random_share}; use a share 0 <= x <= 1")
+        return found
+
+
 @dataclass(frozen=True)
 class CandidatesParams:
     method: str  # all | random | seals: which unlabeled pool items the strategy scores
@@ -394,6 +424,7 @@ class SelectParams:
     probcover: ProbCoverParams
     typiclust: TypiclustParams
     asal: AsalParams
+    stream: StreamParams
 
     def problems(self) -> list[str]:
         from alcycle.strategies import STRATEGIES
@@ -530,6 +561,8 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "gan": lambda raw: {"method": "none", "latent_dim": 64, "width": 32, "steps": 3000, "batch_size": 64,
                         "lr": 0.0002, "features": "pca", "pca_dim": 50},
     "select.asal": lambda raw: {"candidates": 10, "steps": 50, "lr": 0.05},
+    "select.stream": lambda raw: {"window": 0, "order": "manifest", "manager": "variable_uncertainty", "budget": 0.1,
+                                  "step": 0.01, "random_share": 0.1},
     "pretrain.simclr": lambda raw: {"epochs": 8, "batch_size": 256, "lr": 0.001, "temperature": 0.5,
                                     "projection_dim": 64, "min_scale": 0.3, "jitter": 0.5, "blur": False,
                                     "flip": False},
