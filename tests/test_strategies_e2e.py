@@ -154,3 +154,21 @@ def test_a_stream_meets_one_window_a_cycle_within_its_budget_and_replays(project
         alcycle(project, "oracle")
         dvc(project, "repro")
     assert len(json.loads((project / "data/stream.json").read_text())) >= 3
+
+
+def test_bgadl_adds_generated_variants_to_training_but_never_to_the_pool(project):
+    section = yaml.safe_load((project / "params.yaml").read_text())["train"]["bgadl"]
+    edit_params(project, train={"dropout": 0.5, "bgadl": {**section, "variants": 1, "steps": 10, "width": 8}},
+                select={"strategy": "bald", "stream": {**yaml.safe_load((project / "params.yaml").read_text())
+                                                       ["select"]["stream"], "window": 0}})
+    output = dvc(project, "repro")
+    assert {"train", "extract", "select"} <= stages_run(output)
+    labeled = pd.read_csv(project / "data/labeled.csv", dtype=str)
+    assert f"added {len(labeled)} generated variants of the {len(labeled)} labeled images" in output
+    import torch
+
+    model = torch.load(project / "models/model.pt", weights_only=True)
+    assert sorted(model["train_ids"]) == sorted(labeled["id"])  # the variants are no pool item
+    assert model["fit"]["steps"] == 30
+    batch = queries(project)
+    assert batch["strategy"].unique().tolist() == ["bald"] and not set(batch["id"]) & set(labeled["id"])

@@ -252,6 +252,29 @@ class LossPredictionParams:
 
 
 @dataclass(frozen=True)
+class BgadlParams:
+    variants: int  # generated variants of each labeled image added to training; 0 = off
+    steps: int  # VAE-ACGAN updates per cycle, on the labeled images
+    latent_dim: int
+    width: int  # channels of the first convolution of the encoder and discriminator
+    batch_size: int
+    lr: float  # Adam, all three networks
+    kl_weight: float
+    reconstruction_weight: float  # weight of the mean squared reconstruction error
+
+    def problems(self) -> list[str]:
+        found = [] if self.variants >= 0 else [f"'train.bgadl.variants' is {self.variants}; use 0 (off) or more"]
+        if self.batch_size < 2:
+            found.append(f"'train.bgadl.batch_size' is {self.batch_size}; use at least 2 (batch norm needs two images)")
+        for key, value in [("lr", self.lr), ("kl_weight", self.kl_weight),
+                           ("reconstruction_weight", self.reconstruction_weight)]:
+            if value < 0 or (key == "lr" and value == 0):
+                found.append(f"'train.bgadl.{key}' is {value}; it must be {'above' if key == 'lr' else 'at least'} 0")
+        return found + _at_least_one(train__bgadl__steps=self.steps, train__bgadl__latent_dim=self.latent_dim,
+                                     train__bgadl__width=self.width)
+
+
+@dataclass(frozen=True)
 class TrainParams:
     backbone: str  # small_cnn | resnet18
     init: str  # scratch | pretrained: start each cycle from pretrain's weights
@@ -268,6 +291,7 @@ class TrainParams:
     ceal: CealParams
     loss_prediction: LossPredictionParams
     fixmatch: FixMatchParams
+    bgadl: BgadlParams
 
     def problems(self) -> list[str]:
         found = (_choice("train.backbone", self.backbone, BACKBONES) + _choice("train.init", self.init, INITS)
@@ -284,6 +308,10 @@ class TrainParams:
             found.append("'train.semi_supervised: fixmatch' needs the backbone to see each augmented view, which "
                          "'train.freeze_backbone' never runs while training (the head trains on cached features); "
                          "set 'train.freeze_backbone: false' or choose another 'train.semi_supervised'")
+        if self.freeze_backbone and self.bgadl.variants:
+            found.append("'train.bgadl.variants' adds generated images, which a frozen backbone (whose features "
+                         "are computed once, for the pool) never sees; set 'train.freeze_backbone: false' or "
+                         "'variants: 0'")
         if not 0.0 <= self.dropout < 1.0:
             found.append(f"'train.dropout' is {self.dropout}; use 0 <= p < 1")
         return found + _at_least_one(train__steps=self.steps, train__batch_size=self.batch_size) + _sections(self)
@@ -553,6 +581,8 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "select.typiclust": lambda raw: {"search": "exact"},
     # Unused unless train.semi_supervised is fixmatch, which no older params.yaml names.
     "train.fixmatch": lambda raw: {"threshold": 0.95, "unlabeled_weight": 1.0, "mu": 3, "flip": False},
+    "train.bgadl": lambda raw: {"variants": 0, "steps": 300, "latent_dim": 32, "width": 32, "batch_size": 32,
+                                "lr": 0.0002, "kl_weight": 1.0, "reconstruction_weight": 10.0},
     # One CPU process, as every fit ran before the section existed.
     "compute": lambda raw: {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
                             "precision": "32-true", "ray_address": ""},
