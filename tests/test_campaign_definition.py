@@ -147,3 +147,19 @@ def test_a_budget_per_cycle_sets_each_round_and_the_label_counts(tmp_path):
 def test_a_budget_list_needs_one_positive_integer_per_cycle(tmp_path, budget, cycles):
     with pytest.raises(ParamsError, match=r"'budget' as a list needs one positive integer per cycle \(3\)"):
         load_campaign(write_campaign(tmp_path, budget=budget, cycles=cycles))
+
+
+def test_init_switches_on_a_gan_for_asal_and_the_cells_share_it(tmp_path):
+    from alcycle.campaign.cell import SHARED
+    from alcycle.campaign.scaffold import init_campaign
+
+    (tmp_path / "params.yaml").write_text(render_params("mnist", "", MNIST_CLASSES, 28, 1, 0))
+    folder = init_campaign(tmp_path, "gen", {"strategies": ["random", "asal"], "options": ["plain"],
+                                             "recipes": {"strategies": {"random": {}, "asal": {}},
+                                                         "options": {"plain": {}}}})
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    assert params["gan"]["method"] == "dcgan" and params["pretrain_vit"]["method"] == "none"
+    stages = yaml.safe_load((folder / "dvc.yaml").read_text())["stages"]
+    assert "pretrain-gan" in stages and "models/gan" in stages["cell"]["deps"] and "gan" in SHARED
+    campaign = load_campaign(folder / "campaign.yaml")
+    assert campaign.cell_params(params, Cell("asal", "plain", 0)).select.strategy == "asal"

@@ -38,7 +38,7 @@ def test_pipeline_paths_are_layout_paths():
     expected = {layout.prepared, layout.truth.parent, layout.labeled, layout.pretrained, layout.vit, layout.gan, layout.model,
                 layout.pseudo_labels, layout.extracted, layout.features,
                 layout.metrics, layout.confusion, layout.mlflow_run, layout.queries, layout.queries_labelstudio,
-                layout.queries_cvat, layout.labelstudio_config, layout.import_report, layout.query_images}
+                layout.queries_cvat, layout.labelstudio_config, layout.import_report, layout.query_images, layout.stream}
     assert outs == {p.as_posix() for p in expected}
     assert layout.annotations.as_posix() in stages["label-import"]["deps"]
     assert layout.manifest.as_posix() in stages["train"]["deps"] and layout.pixels.as_posix() in stages["train"]["deps"]
@@ -58,8 +58,10 @@ def test_the_query_batch_files_are_committed_with_the_cycle_not_cached():
              layout.labelstudio_config}
     select = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["select"]
     outs = dict(next(iter(entry.items())) for entry in select["outs"])
-    assert outs == {p.as_posix(): {"cache": False} for p in batch}
-    assert batch <= set(committed_paths(layout))
+    # the stream's states too, which select reads back: DVC must not delete them before it runs
+    assert outs == {**{p.as_posix(): {"cache": False} for p in batch},
+                    layout.stream.as_posix(): {"cache": False, "persist": True}}
+    assert batch | {layout.stream} <= set(committed_paths(layout))
 
 
 def test_root_project_ignores_what_init_ignores():

@@ -210,6 +210,8 @@ def test_csv_without_id_column_uses_the_sha1_rule(tmp_path: Path) -> None:
         ("path,id\npics/a.png,k\npics/b.png,k\n", r"line 3: duplicate id 'k' \(also on line 2\)"),
         ("path\npics/a.png\npics/a.png\n", r"line 3: duplicate id"),
         ("path,id\npics/a.png,has space\n", r"line 2: bad id 'has space'"),
+        ("path,time\npics/a.png,1.5\npics/b.png,soon\n", r"line 3: bad time 'soon'; expected a number or an ISO 8601"),
+        ("path,time\npics/a.png,\n", r"line 2: bad time ''"),
         ("path,id\npics/a.png,\n", r"line 2: bad id ''"),
         ("path,label\npics/a.png,cat,extra\n", r"line 2: wrong number of fields"),
         ("path\n\n,\n", r"line 3: (empty path|wrong number)"),

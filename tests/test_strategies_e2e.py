@@ -6,6 +6,7 @@ pipeline produce exactly the inputs the new strategy needs, with no stage naming
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +124,51 @@ def test_asal_trains_its_gan_once_and_new_labels_do_not_retrain_it(project):
     assert "pretrain-gan" not in stages_run(output)
     assert (project / "models/gan/gan.pt").read_bytes() == gan_digest
     assert not set(queries(project)["id"]) & set(pd.read_csv(project / "data/labeled.csv", dtype=str)["id"])
+
+
+def test_a_stream_meets_one_window_a_cycle_within_its_budget_and_replays(project):
+    stream = {"window": 40, "order": "manifest", "manager": "variable_uncertainty", "budget": 0.1, "step": 0.05,
+              "random_share": 0.1}
+    edit_params(project, select={"strategy": "entropy", "stream": stream})
+    dvc(project, "repro")
+    manifest = pd.read_csv(project / "data/prepared/manifest.csv", dtype=str)
+    pool = manifest.loc[manifest["split"] == "pool", "id"].tolist()
+    for _ in range(2):
+        states = json.loads((project / "data/stream.json").read_text())
+        cycle = max(map(int, states))
+        state = states[str(cycle)]
+        batch = queries(project)
+        assert len(batch) >= 1 and (batch["strategy"] == "stream:variable_uncertainty").all()
+        assert (batch["cycle"] == cycle).all()
+        # never more than the budget's share of the items met
+        assert state["labeled"] <= np.floor(0.1 * state["seen"] + 1e-9)
+        # the batch lies in this cycle's window: pool positions from the previous state's to this one's
+        start = states.get(str(cycle - 1), {"position": 0})["position"]
+        assert set(batch["id"]) <= set(pool[start : state["position"]])
+        labeled = set(pd.read_csv(project / "data/labeled.csv", dtype=str)["id"])
+        assert not labeled & set(batch["id"])
+        # select again in the same cycle (what a replay of the cycle's tag does): the same batch and state
+        before = (project / "data/queries.csv").read_bytes(), (project / "data/stream.json").read_bytes()
+        alcycle(project, "select")
+        assert ((project / "data/queries.csv").read_bytes(), (project / "data/stream.json").read_bytes()) == before
+        alcycle(project, "oracle")
+        dvc(project, "repro")
+    assert len(json.loads((project / "data/stream.json").read_text())) >= 3
+
+
+def test_bgadl_adds_generated_variants_to_training_but_never_to_the_pool(project):
+    section = yaml.safe_load((project / "params.yaml").read_text())["train"]["bgadl"]
+    edit_params(project, train={"dropout": 0.5, "bgadl": {**section, "variants": 1, "steps": 10, "width": 8}},
+                select={"strategy": "bald", "stream": {**yaml.safe_load((project / "params.yaml").read_text())
+                                                       ["select"]["stream"], "window": 0}})
+    output = dvc(project, "repro")
+    assert {"train", "extract", "select"} <= stages_run(output)
+    labeled = pd.read_csv(project / "data/labeled.csv", dtype=str)
+    assert f"added {len(labeled)} generated variants of the {len(labeled)} labeled images" in output
+    import torch
+
+    model = torch.load(project / "models/model.pt", weights_only=True)
+    assert sorted(model["train_ids"]) == sorted(labeled["id"])  # the variants are no pool item
+    assert model["fit"]["steps"] == 30
+    batch = queries(project)
+    assert batch["strategy"].unique().tolist() == ["bald"] and not set(batch["id"]) & set(labeled["id"])

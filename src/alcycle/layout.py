@@ -129,6 +129,12 @@ class Layout:
         return self.root / "data" / "queries.csv"
 
     @property
+    def stream(self) -> Path:
+        """A stream's state after each cycle (select.stream): where the next window starts, items met,
+        labeled, the threshold; committed, so a tag's select re-reads the cycle before it."""
+        return self.root / "data" / "stream.json"
+
+    @property
     def query_images(self) -> Path:
         """The query batch's images as PNG (images/<id>.png, the manifest's path), exactly the
         pixels the model saw: what Label Studio and CVAT show the annotator."""

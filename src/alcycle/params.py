@@ -252,6 +252,29 @@ class LossPredictionParams:
 
 
 @dataclass(frozen=True)
+class BgadlParams:
+    variants: int  # generated variants of each labeled image added to training; 0 = off
+    steps: int  # VAE-ACGAN updates per cycle, on the labeled images
+    latent_dim: int
+    width: int  # channels of the first convolution of the encoder and discriminator
+    batch_size: int
+    lr: float  # Adam, all three networks
+    kl_weight: float
+    reconstruction_weight: float  # weight of the mean squared reconstruction error
+
+    def problems(self) -> list[str]:
+        found = [] if self.variants >= 0 else [f"'train.bgadl.variants' is {self.variants}; use 0 (off) or more"]
+        if self.batch_size < 2:
+            found.append(f"'train.bgadl.batch_size' is {self.batch_size}; use at least 2 (batch norm needs two images)")
+        for key, value in [("lr", self.lr), ("kl_weight", self.kl_weight),
+                           ("reconstruction_weight", self.reconstruction_weight)]:
+            if value < 0 or (key == "lr" and value == 0):
+                found.append(f"'train.bgadl.{key}' is {value}; it must be {'above' if key == 'lr' else 'at least'} 0")
+        return found + _at_least_one(train__bgadl__steps=self.steps, train__bgadl__latent_dim=self.latent_dim,
+                                     train__bgadl__width=self.width)
+
+
+@dataclass(frozen=True)
 class TrainParams:
     backbone: str  # small_cnn | resnet18
     init: str  # scratch | pretrained: start each cycle from pretrain's weights
@@ -268,6 +291,7 @@ class TrainParams:
     ceal: CealParams
     loss_prediction: LossPredictionParams
     fixmatch: FixMatchParams
+    bgadl: BgadlParams
 
     def problems(self) -> list[str]:
         found = (_choice("train.backbone", self.backbone, BACKBONES) + _choice("train.init", self.init, INITS)
@@ -284,6 +308,10 @@ class TrainParams:
             found.append("'train.semi_supervised: fixmatch' needs the backbone to see each augmented view, which "
                          "'train.freeze_backbone' never runs while training (the head trains on cached features); "
                          "set 'train.freeze_backbone: false' or choose another 'train.semi_supervised'")
+        if self.freeze_backbone and self.bgadl.variants:
+            found.append("'train.bgadl.variants' adds generated images, which a frozen backbone (whose features "
+                         "are computed once, for the pool) never sees; set 'train.freeze_backbone: false' or "
+                         "'variants: 0'")
         if not 0.0 <= self.dropout < 1.0:
             found.append(f"'train.dropout' is {self.dropout}; use 0 <= p < 1")
         return found + _at_least_one(train__steps=self.steps, train__batch_size=self.batch_size) + _sections(self)
@@ -367,6 +395,36 @@ class AsalParams:
         return found + ([f"'select.asal.lr' is {self.lr}; it must be above 0"] if self.lr <= 0 else [])
 
 
+STREAM_MANAGERS = ("variable_uncertainty", "split")  # alcycle.stream.MANAGERS
+STREAM_ORDERS = ("manifest", "time")
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    window: int  # arrivals met per cycle; 0 = pool-based selection by select.strategy (the default)
+    order: str  # manifest | time: the order items arrive in (time: the csv source's 'time' column)
+    manager: str  # variable_uncertainty | split (Žliobaitė et al. 2014)
+    budget: float  # share of the items met that may be labeled, at every point of the stream
+    step: float  # s: the threshold shrinks by (1 - s) after a label, grows by (1 + s) after a let-go
+    random_share: float  # split: share of arrivals labeled at random
+
+    def problems(self) -> list[str]:
+        found = (_choice("select.stream.manager", self.manager, STREAM_MANAGERS)
+                 + _choice("select.stream.order", self.order, STREAM_ORDERS))
+        if self.window < 0:
+            found.append(f"'select.stream.window' is {self.window}; use 0 (pool-based) or a number of arrivals")
+        if not 0.0 < self.budget <= 1.0:
+            found.append(f"'select.stream.budget' is {self.budget}; use a share 0 < b <= 1")
+        elif self.window and self.budget * self.window < 1:
+            found.append(f"'select.stream.budget' {self.budget} × 'select.stream.window' {self.window} is below 1: "
+                         f"a window could never label an item")
+        if not 0.0 < self.step < 1.0:
+            found.append(f"'select.stream.step' is {self.step}; use 0 < s < 1")
+        if not 0.0 <= self.random_share <= 1.0:
+            found.append(f"'select.stream.random_share' is {self.random_share}; use a share 0 <= x <= 1")
+        return found
+
+
 @dataclass(frozen=True)
 class CandidatesParams:
     method: str  # all | random | seals: which unlabeled pool items the strategy scores
@@ -394,6 +452,7 @@ class SelectParams:
     probcover: ProbCoverParams
     typiclust: TypiclustParams
     asal: AsalParams
+    stream: StreamParams
 
     def problems(self) -> list[str]:
         from alcycle.strategies import STRATEGIES
@@ -522,6 +581,8 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "select.typiclust": lambda raw: {"search": "exact"},
     # Unused unless train.semi_supervised is fixmatch, which no older params.yaml names.
     "train.fixmatch": lambda raw: {"threshold": 0.95, "unlabeled_weight": 1.0, "mu": 3, "flip": False},
+    "train.bgadl": lambda raw: {"variants": 0, "steps": 300, "latent_dim": 32, "width": 32, "batch_size": 32,
+                                "lr": 0.0002, "kl_weight": 1.0, "reconstruction_weight": 10.0},
     # One CPU process, as every fit ran before the section existed.
     "compute": lambda raw: {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto",
                             "precision": "32-true", "ray_address": ""},
@@ -530,6 +591,8 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "gan": lambda raw: {"method": "none", "latent_dim": 64, "width": 32, "steps": 3000, "batch_size": 64,
                         "lr": 0.0002, "features": "pca", "pca_dim": 50},
     "select.asal": lambda raw: {"candidates": 10, "steps": 50, "lr": 0.05},
+    "select.stream": lambda raw: {"window": 0, "order": "manifest", "manager": "variable_uncertainty", "budget": 0.1,
+                                  "step": 0.01, "random_share": 0.1},
     "pretrain.simclr": lambda raw: {"epochs": 8, "batch_size": 256, "lr": 0.001, "temperature": 0.5,
                                     "projection_dim": 64, "min_scale": 0.3, "jitter": 0.5, "blur": False,
                                     "flip": False},

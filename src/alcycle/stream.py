@@ -18,9 +18,13 @@ to the next.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
+
+from alcycle.errors import BadFileError
 
 
 @dataclass(frozen=True)
@@ -71,3 +75,101 @@ def decide(confidence: np.ndarray, state: StreamState, budget: float, step: floa
             threshold *= 1.0 + step
         labeled += int(picked[i])
     return picked, replace(state, seen=seen, labeled=labeled, threshold=threshold)
+
+
+MANAGERS = ("variable_uncertainty", "split")
+
+
+@dataclass(frozen=True)
+class Window:
+    """One cycle's stretch of the stream: the rows to label, where the next stretch starts, the state after."""
+
+    picked: np.ndarray  # (k,) int64 rows, in arrival order
+    end: int  # position in the arrival order after the last item met
+    state: StreamState
+
+
+def next_window(order: np.ndarray, labeled: np.ndarray, confidence: np.ndarray, start: int, window: int,
+                state: StreamState, budget: float, step: float, random_share: float,
+                rng: np.random.Generator) -> Window:
+    """Meet the next ``window`` unlabeled arrivals from position ``start`` of ``order`` (rows of the
+    pool in arrival order) and decide each at once; items labeled already pass by unmet.
+
+    A window that labels nothing goes on, an arrival at a time, until one is labeled (θ grows
+    with each item let go, and the budget with each item seen, so one soon is) or the stream
+    ends: a cycle always has something to ask, and its annotation batch is what starts the
+    next one. confidence: (N,) each row's top-class probability. Raises when no arrival is left.
+    """
+    rest = order[start:]
+    arriving = np.flatnonzero(~labeled[rest])
+    if len(arriving) == 0:
+        raise ValueError(f"the stream has no unlabeled arrival left after position {start} of {len(order)}")
+    met = arriving[:window]
+    picked, state = decide(confidence[rest[met]], state, budget, step, random_share, rng)
+    rows, last = list(rest[met[picked]]), int(met[-1])
+    for position in arriving[window:]:
+        if rows:
+            break
+        one, state = decide(confidence[rest[position : position + 1]], state, budget, step, random_share, rng)
+        last = int(position)
+        if one[0]:
+            rows.append(rest[position])
+    return Window(np.asarray(rows, dtype=np.int64), start + last + 1, state)
+
+
+def arrival_order(manifest_times: np.ndarray | None, count: int) -> np.ndarray:
+    """Positions 0..count-1 in arrival order: as given, or sorted by ``manifest_times`` (numbers or
+    ISO 8601 timestamps, as strings), ties in the given order."""
+    if manifest_times is None:
+        return np.arange(count)
+    keys = _time_keys(manifest_times)
+    return np.argsort(keys, kind="stable")
+
+
+def _time_keys(values: np.ndarray) -> np.ndarray:
+    """Sortable keys (float64) of time strings: all numbers, or all ISO 8601 timestamps."""
+    import pandas as pd
+
+    text = pd.Series(values, dtype=str)
+    numbers = pd.to_numeric(text, errors="coerce")
+    if numbers.notna().all():
+        return numbers.to_numpy(dtype=np.float64)
+    stamps = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    bad = stamps.isna()
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"time {text.iloc[first]!r} (manifest row {first}) is neither a number nor an ISO 8601 "
+                         f"timestamp; every time must be one kind")
+    return stamps.astype("int64").to_numpy(dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the stream stands after a cycle: the next arrival's position, and the decision state."""
+
+    position: int
+    state: StreamState
+
+
+START = Position(0, StreamState(seen=0, labeled=0, threshold=1.0))  # θ starts at 1, as in the paper
+
+
+def load_states(path: Path) -> dict[int, Position]:
+    """The state after each cycle, from ``data/stream.json`` (absent: none yet)."""
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return {int(cycle): Position(entry["position"], StreamState(entry["seen"], entry["labeled"],
+                                                                    entry["threshold"]))
+                for cycle, entry in raw.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise BadFileError(f"{path}: not a stream state file ({error}); expected, per cycle, position, seen, "
+                           f"labeled and threshold") from None
+
+
+def dump_states(states: dict[int, Position]) -> str:
+    """``data/stream.json``'s text: one entry per cycle, in cycle order."""
+    entries = {str(cycle): {"position": p.position, "seen": p.state.seen, "labeled": p.state.labeled,
+                            "threshold": p.state.threshold} for cycle, p in sorted(states.items())}
+    return json.dumps(entries, indent=1) + "\n"

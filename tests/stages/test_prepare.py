@@ -181,6 +181,19 @@ def test_csv_source_keeps_only_known_labels_in_truth(tmp_path: Path) -> None:
     assert (np.load(layout.pixels)[0] == RED_GRAY).all()
 
 
+def test_csv_arrival_times_reach_the_manifest_for_a_stream(tmp_path: Path) -> None:
+    class_folders(tmp_path / "images")
+    csv_path = tmp_path / "items.csv"
+    csv_path.write_text("path,id,time\nimages/cat/0.png,c0,2026-03-02T08:00:00\nimages/dog/1.jpg,d1,2026-03-01\n")
+    layout = Layout(tmp_path)
+    manifest = run(layout, make_params(tmp_path, source="csv", path=str(csv_path), test_fraction=0.0))
+    assert manifest["time"].tolist() == ["2026-03-02T08:00:00", "2026-03-01"]
+    assert read_manifest(layout.manifest)["time"].tolist() == ["2026-03-02T08:00:00", "2026-03-01"]
+    # without the column, the manifest has none
+    csv_path.write_text("path,id\nimages/cat/0.png,c0\n")
+    assert "time" not in run(layout, make_params(tmp_path, source="csv", path=str(csv_path), test_fraction=0.0))
+
+
 def test_draw_split_contract() -> None:
     prepare = make_prepare(subsample=0, test_fraction=0.2, split_seed=3)
     keep, split = draw_split(50, prepare)

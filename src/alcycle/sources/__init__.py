@@ -60,6 +60,7 @@ class Item:
     load: Callable[[], torch.Tensor] = field(repr=False, compare=False)  # -> uint8 (C, S, S)
     line: int | None = None  # the CSV manifest's line for the csv source, else None
     split: str | None = None  # "pool" or "test" where the dataset fixes it, else None (drawn)
+    time: str | None = None  # when it arrived (the csv source's 'time' column), else None
 
     @property
     def where(self) -> str:

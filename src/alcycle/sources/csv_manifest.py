@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
+from datetime import datetime
 from functools import partial
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,12 +14,14 @@ from alcycle.sources import Item, SourceError, path_id
 from alcycle.sources.images import load_image
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
-CSV_COLUMNS = ("path", "label", "id")
-_CSV_EXPECTED = "a 'path' column and optionally 'label' and 'id'"
+CSV_COLUMNS = ("path", "label", "id", "time")
+_CSV_EXPECTED = "a 'path' column and optionally 'label', 'id' and 'time'"
+# 'time': when the image arrived, a number or an ISO 8601 timestamp; a stream (select.stream.order:
+# time) meets the pool in that order.
 
 
 def csv_items(params: PrepareParams) -> list[Item]:
-    """Rows of a CSV manifest: path (relative to the CSV's folder, or absolute), label, id."""
+    """Rows of a CSV manifest: path (relative to the CSV's folder, or absolute), label, id, time."""
     csv_path = Path(params.path)
     if not csv_path.is_file():
         raise SourceError(f"{csv_path}: CSV manifest not found (prepare.path)")
@@ -62,12 +65,30 @@ def _csv_item(row: dict, base: Path, where: str, params: PrepareParams, line: in
         raise SourceError(f"{where}: image file not found: {file}")
     if "id" in row and not ID_PATTERN.fullmatch(row["id"]):
         raise SourceError(f"{where}: bad id {row['id']!r}; expected letters, digits, '.', '_' or '-'")
+    if "time" in row and not _is_time(row["time"]):
+        raise SourceError(f"{where}: bad time {row['time']!r}; expected a number or an ISO 8601 timestamp "
+                          f"such as 2026-03-01T12:00:00")
     return Item(
         id=row["id"] if "id" in row else path_id(row["path"]),
         source=row["path"],
         label=row.get("label") or None,
         load=partial(load_image, file, params.channels, params.image_size),
         line=line,
+        time=row.get("time"),
     )
+
+
+def _is_time(value: str) -> bool:
+    """A number or an ISO 8601 timestamp (what ``stream.arrival_order`` sorts)."""
+    try:
+        float(value)
+        return True
+    except ValueError:
+        pass
+    try:
+        datetime.fromisoformat(value)
+        return True
+    except ValueError:
+        return False
 
 

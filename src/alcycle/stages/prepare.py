@@ -73,6 +73,8 @@ def _tables(items: list[Item], split: np.ndarray) -> tuple[pd.DataFrame, pd.Data
         {"id": [i.id for i in items], "path": [f"{IMAGES}/{i.id}.png" for i in items], "split": split},
         columns=MANIFEST_COLUMNS,
     )
+    if any(i.time is not None for i in items):  # the csv source's arrival times, for a stream
+        manifest["time"] = [i.time or "" for i in items]
     truth = pd.DataFrame(
         [(i.id, i.label) for i in items if i.label is not None], columns=["id", "label"], dtype=str
     )

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from torchvision.io import write_png
 
-from alcycle import labeling_tools, pixel_store
+from alcycle import labeling_tools, pixel_store, stream
 from alcycle.errors import MissingInputError
 from alcycle.annotations.cvat import tasks as cvat
 from alcycle.annotations.labelstudio import tasks as labelstudio
@@ -44,8 +44,10 @@ STAGE = Stage(
     params=("seed", "classes", "select", "train.freeze_backbone", *FIT_KEYS),
     # The batch and its labeling-tool files are committed with the cycle, so none is cached.
     # The query images too: annotators open the cycle's commit, and the batch is only budget images.
-    outs=tuple(committed(path) for path in (_L.queries, _L.query_images, _L.queries_labelstudio,
-                                            _L.queries_cvat, _L.labelstudio_config)),
+    outs=(*(committed(path) for path in (_L.queries, _L.query_images, _L.queries_labelstudio, _L.queries_cvat,
+                                         _L.labelstudio_config)),
+          # A stream's states: select reads the one before this cycle, so DVC must leave the file in place.
+          committed(_L.stream, persist=True)),
     code=("strategies", "candidates.py", "vit.py", "gan.py", "checkpoints.py", "faiss_ops.py", "training.py", "compute.py", "labeling_tools.py",
           "pixel_store.py", "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
 )
@@ -189,6 +191,9 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     strategy = params.select.strategy if len(labeled) else params.select.cold_start
     # One stream per (seed, cycle): reproducible, yet random picks differ from cycle to cycle.
     rng = np.random.default_rng([params.seed, cycle])
+    if params.select.stream.window and len(labeled):
+        queries = stream_table(layout, manifest, set(labeled["id"]), params, cycle, rng)
+        return write_batch(layout, manifest, queries, params, labeled=True)
     inputs = load_inputs(layout, params, strategy)
     queries = query_table(
         manifest,
@@ -204,12 +209,57 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     )
     if not is_global_zero():
         return queries  # another process of VAAL's distributed fit: rank zero writes
+    if not layout.stream.exists():
+        atomic_write_text(layout.stream, stream.dump_states({}))  # pool-based: no stream state
+    return write_batch(layout, manifest, queries, params, labeled=len(labeled) > 0)
+
+
+def write_batch(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame, params: Params,
+                labeled: bool) -> pd.DataFrame:
+    """``queries.csv``, the batch's images and the labeling tools' files."""
     # At cycle 0 the model has seen no label: its guess would only mislead the annotator.
-    predicted = predictions(layout, manifest, queries, params.classes) if len(labeled) else None
+    predicted = predictions(layout, manifest, queries, params.classes) if labeled else None
     atomic_write_csv(layout.queries, queries)
     write_query_images(layout, manifest, queries)
     write_for_labeling_tools(layout, queries, predicted, params)
     return queries
+
+
+def stream_table(layout: Layout, manifest: pd.DataFrame, labeled_ids: set[str], params: Params, cycle: int,
+                 rng: np.random.Generator) -> pd.DataFrame:
+    """The next window of the stream (``select.stream``), decided item by item; its state is stored
+    in ``layout.stream`` under this cycle, read from the latest cycle before it. Score: 1 − top-class probability."""
+    sp = params.select.stream
+    states = stream.load_states(layout.stream)
+    # The latest state before this cycle (a replay of this cycle's tag finds this cycle's own entry too, and ignores it).
+    earlier = [c for c in states if c < cycle]
+    before = states[max(earlier)] if earlier else stream.START
+    rows = split_rows(manifest, "pool")
+    times = None
+    if sp.order == "time":
+        if "time" not in manifest.columns:
+            raise MissingInputError(f"select.stream.order is time but {layout.manifest} has no time column; give "
+                                    f"your CSV manifest (prepare.path) a 'time' column, or use order: manifest")
+        times = manifest["time"].to_numpy()[rows]
+    labeled = np.isin(manifest["id"].to_numpy()[rows], list(labeled_ids))
+    probs = np.load(layout.extracted / "probs.npy", mmap_mode="r")
+    confidence = np.asarray(probs[rows]).max(axis=1)
+    share = sp.random_share if sp.manager == "split" else 0.0
+    window = stream.next_window(stream.arrival_order(times, len(rows)), labeled, confidence, before.position,
+                                sp.window, before.state, sp.budget, sp.step, share, rng)
+    states[cycle] = stream.Position(window.end, window.state)
+    atomic_write_text(layout.stream, stream.dump_states(states))
+    picked = rows[window.picked]
+    met = window.state.seen - before.state.seen
+    print(f"select: the stream met {met} arrivals (positions {before.position}-{window.end - 1}) and labels "
+          f"{len(picked)}; {window.state.labeled} of {window.state.seen} met so far (budget {sp.budget:.0%})")
+    return pd.DataFrame({
+        "id": manifest["id"].to_numpy()[picked],
+        "path": (f"{layout.query_images.relative_to(layout.root).as_posix()}/" + manifest["path"]).to_numpy()[picked],
+        "score": np.round(1.0 - confidence[window.picked], 6),
+        "strategy": f"stream:{sp.manager}",
+        "cycle": cycle,
+    })
 
 
 def seals_embeddings(layout: Layout, params: Params, inputs: dict[str, Any], labeled: bool) -> np.ndarray | None:

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from alcycle import pixel_store, rng
+from alcycle import bgadl, pixel_store, rng
 from alcycle.backbones import build_backbone
 from alcycle.checkpoints import save_model
 from alcycle.compute import FIT_KEYS, PerProcess, is_global_zero
@@ -43,7 +43,7 @@ STAGE = Stage(
     outs=(cached(_L.model), cached(_L.pseudo_labels)),
     code=("backbones", "classifier.py", "augment.py", "loss_prediction.py", "training.py", "inference.py",
           "checkpoints.py", "rng.py", "semi.py", "propagation.py", "faiss_ops.py", "features.py", "head.py",
-          "pixel_store.py", "fixmatch.py", "compute.py"),
+          "pixel_store.py", "fixmatch.py", "compute.py", "bgadl.py", "gan.py"),
 )
 
 
@@ -143,7 +143,10 @@ def run(layout: Layout, params: Params) -> Classifier:
             targets = class_index(params.classes, labeled["label"])
             if schedule is not None:
                 refresh = _refresh(schedule, pixels, manifest, pool_rows, rows, targets, params)
-            trained = fit(model, pixels[rows], targets, params, refresh)
+            # BGADL: generated variants of the labeled images join them (train.bgadl.variants; none by default).
+            images, classes = bgadl.augment(pixels[rows], targets, params.train.bgadl, len(params.classes),
+                                            params.seed, params.compute)
+            trained = fit(model, images, classes, params, refresh)
     if not is_global_zero():
         return model  # another process of a distributed fit: rank zero writes
     save_model(layout.model, model, labeled["id"].tolist(), params.classes, trained)
