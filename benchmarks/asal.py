@@ -66,27 +66,32 @@ def main() -> None:
           "features (once, s) | load |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n in args.pools:
-        rng = np.random.default_rng(0)
-        pixels = digits[rng.integers(0, len(digits), n)]
-        labeled = np.zeros(n, dtype=bool)
-        labeled[rng.choice(n, 20, replace=False)] = True
-        gan = TrainedGan(shape, Generator(shape).eval(), Discriminator(shape).eval(), "pca",
-                         pca_projection(pixels, g.pca_dim, 0))
-        once, features = best(1, lambda: gan.pool_features(pixels))
-        ids = np.arange(n).astype(str)
-        load = os.getloadavg()[0]
+        print(one_pool(n, digits, model, shape, g, asal_settings, batch_size, args), flush=True)
 
-        def entropy_selection():
-            probs = predict_all(model, pixels, batch_size)["probs"]
-            return select(SelectionContext(ids=ids, labeled=labeled, probs=probs), "entropy", args.budget,
-                          np.random.default_rng(1))
 
-        context = SelectionContext(ids=ids, labeled=labeled, model=model, gan=gan, gan_features=features,
-                                   settings=asal_settings)
-        entropy_s, _ = best(args.repeats, entropy_selection)
-        asal_s, _ = best(args.repeats, lambda: select(context, "asal", args.budget, np.random.default_rng(1)))
-        print(f"| {n:,} | {entropy_s:.2f} | {asal_s:.2f} | {entropy_s / asal_s:.1f} | {once:.1f} | {load:.1f} |",
-              flush=True)
+def one_pool(n: int, digits: np.ndarray, model: Classifier, shape: GanShape, g: GanParams, asal_settings: AsalParams,
+             batch_size: int, args: argparse.Namespace) -> str:
+    """One row of the table: both selections on a pool of ``n`` digits."""
+    rng = np.random.default_rng(0)
+    pixels = digits[rng.integers(0, len(digits), n)]
+    labeled = np.zeros(n, dtype=bool)
+    labeled[rng.choice(n, 20, replace=False)] = True
+    gan = TrainedGan(shape, Generator(shape).eval(), Discriminator(shape).eval(), "pca",
+                     pca_projection(pixels, g.pca_dim, 0))
+    once, features = best(1, lambda: gan.pool_features(pixels))
+    ids = np.arange(n).astype(str)
+    load = os.getloadavg()[0]
+
+    def entropy_selection():
+        probs = predict_all(model, pixels, batch_size)["probs"]
+        return select(SelectionContext(ids=ids, labeled=labeled, probs=probs), "entropy", args.budget,
+                      np.random.default_rng(1))
+
+    context = SelectionContext(ids=ids, labeled=labeled, model=model, gan=gan, gan_features=features,
+                               settings=asal_settings)
+    entropy_s, _ = best(args.repeats, entropy_selection)
+    asal_s, _ = best(args.repeats, lambda: select(context, "asal", args.budget, np.random.default_rng(1)))
+    return f"| {n:,} | {entropy_s:.2f} | {asal_s:.2f} | {entropy_s / asal_s:.1f} | {once:.1f} | {load:.1f} |"
 
 
 if __name__ == "__main__":

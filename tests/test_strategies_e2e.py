@@ -127,12 +127,13 @@ def test_asal_trains_its_gan_once_and_new_labels_do_not_retrain_it(project):
 
 
 def test_a_stream_meets_one_window_a_cycle_within_its_budget_and_replays(project):
-    stream = {"window": 40, "order": "manifest", "manager": "variable_uncertainty", "budget": 0.1, "step": 0.05,
+    stream = {"window": 40, "order": "random", "manager": "variable_uncertainty", "budget": 0.1, "step": 0.05,
               "random_share": 0.1}
     edit_params(project, select={"strategy": "entropy", "stream": stream})
     dvc(project, "repro")
     manifest = pd.read_csv(project / "data/prepared/manifest.csv", dtype=str)
-    pool = manifest.loc[manifest["split"] == "pool", "id"].tolist()
+    pool = manifest.loc[manifest["split"] == "pool", "id"].to_numpy()
+    pool = pool[np.random.default_rng(0).permutation(len(pool))].tolist()  # order: random, seed 0
     for _ in range(2):
         states = json.loads((project / "data/stream.json").read_text())
         cycle = max(map(int, states))

@@ -99,8 +99,8 @@ def test_arrival_order_sorts_by_time_ties_in_manifest_order():
     assert arrival_order(np.array(["3", "1.5", "1.5", "-2"]), 4).tolist() == [3, 1, 2, 0]
     stamps = np.array(["2026-03-02T00:00:00", "2026-03-01T23:59:59+00:00", "2026-03-01"])
     assert arrival_order(stamps, 3).tolist() == [2, 1, 0]
-    with pytest.raises(ValueError, match="'yesterday' .manifest row 1. is neither a number nor an ISO 8601"):
-        arrival_order(np.array(["2026-03-01", "yesterday"]), 2)
+    with pytest.raises(ValueError, match="'yesterday' of item b is neither a number nor an ISO 8601"):
+        arrival_order(np.array(["2026-03-01", "yesterday"]), 2, np.array(["a", "b"]))
 
 
 def test_states_are_stored_per_cycle_and_read_back(tmp_path):

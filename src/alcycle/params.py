@@ -396,13 +396,13 @@ class AsalParams:
 
 
 STREAM_MANAGERS = ("variable_uncertainty", "split")  # alcycle.stream.MANAGERS
-STREAM_ORDERS = ("manifest", "time")
+STREAM_ORDERS = ("manifest", "time", "random")
 
 
 @dataclass(frozen=True)
 class StreamParams:
     window: int  # arrivals met per cycle; 0 = pool-based selection by select.strategy (the default)
-    order: str  # manifest | time: the order items arrive in (time: the csv source's 'time' column)
+    order: str  # manifest | time | random: the order items arrive in (time: the csv source's 'time' column)
     manager: str  # variable_uncertainty | split (Žliobaitė et al. 2014)
     budget: float  # share of the items met that may be labeled, at every point of the stream
     step: float  # s: the threshold shrinks by (1 - s) after a label, grows by (1 + s) after a let-go

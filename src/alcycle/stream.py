@@ -24,7 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from alcycle.errors import BadFileError
+from alcycle.errors import AlcycleError, BadFileError
+
+
+class StreamError(AlcycleError, ValueError):
+    """The stream cannot go on as set: it has ended, or its arrival times do not sort."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,9 @@ def next_window(order: np.ndarray, labeled: np.ndarray, confidence: np.ndarray, 
     rest = order[start:]
     arriving = np.flatnonzero(~labeled[rest])
     if len(arriving) == 0:
-        raise ValueError(f"the stream has no unlabeled arrival left after position {start} of {len(order)}")
+        raise StreamError(f"the stream has no unlabeled arrival left after position {start} of {len(order)}: "
+                          f"every pool item has been met; add images to the pool (prepare) or set "
+                          f"select.stream.window: 0 to select from the pool")
     met = arriving[:window]
     picked, state = decide(confidence[rest[met]], state, budget, step, random_share, rng)
     rows, last = list(rest[met[picked]]), int(met[-1])
@@ -117,16 +123,16 @@ def next_window(order: np.ndarray, labeled: np.ndarray, confidence: np.ndarray, 
     return Window(np.asarray(rows, dtype=np.int64), start + last + 1, state)
 
 
-def arrival_order(manifest_times: np.ndarray | None, count: int) -> np.ndarray:
+def arrival_order(manifest_times: np.ndarray | None, count: int, ids: np.ndarray | None = None) -> np.ndarray:
     """Positions 0..count-1 in arrival order: as given, or sorted by ``manifest_times`` (numbers or
-    ISO 8601 timestamps, as strings), ties in the given order."""
+    ISO 8601 timestamps, as strings), ties in the given order. ``ids`` name the items in errors."""
     if manifest_times is None:
         return np.arange(count)
-    keys = _time_keys(manifest_times)
+    keys = _time_keys(manifest_times, ids)
     return np.argsort(keys, kind="stable")
 
 
-def _time_keys(values: np.ndarray) -> np.ndarray:
+def _time_keys(values: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
     """Sortable keys (float64) of time strings: all numbers, or all ISO 8601 timestamps."""
     import pandas as pd
 
@@ -138,8 +144,9 @@ def _time_keys(values: np.ndarray) -> np.ndarray:
     bad = stamps.isna()
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"time {text.iloc[first]!r} (manifest row {first}) is neither a number nor an ISO 8601 "
-                         f"timestamp; every time must be one kind")
+        item = f"item {ids[first]}" if ids is not None else f"position {first}"
+        raise StreamError(f"time {text.iloc[first]!r} of {item} is neither a number nor an ISO 8601 timestamp; "
+                          f"every time must be one kind")
     return stamps.astype("int64").to_numpy(dtype=np.float64)
 
 

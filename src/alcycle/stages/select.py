@@ -245,7 +245,11 @@ def stream_table(layout: Layout, manifest: pd.DataFrame, labeled_ids: set[str], 
     probs = np.load(layout.extracted / "probs.npy", mmap_mode="r")
     confidence = np.asarray(probs[rows]).max(axis=1)
     share = sp.random_share if sp.manager == "split" else 0.0
-    window = stream.next_window(stream.arrival_order(times, len(rows)), labeled, confidence, before.position,
+    if sp.order == "random":  # one shuffle of the pool, the same at every cycle of this seed
+        order = np.random.default_rng(params.seed).permutation(len(rows))
+    else:
+        order = stream.arrival_order(times, len(rows), manifest["id"].to_numpy()[rows])
+    window = stream.next_window(order, labeled, confidence, before.position,
                                 sp.window, before.state, sp.budget, sp.step, share, rng)
     states[cycle] = stream.Position(window.end, window.state)
     atomic_write_text(layout.stream, stream.dump_states(states))
