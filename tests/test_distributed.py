@@ -79,7 +79,7 @@ def test_ddp_takes_the_configured_steps_on_two_processes_and_logs_once(project):
     runs = mlflow_runs(project)
     assert sorted(runs["params.cycle"].astype(int)) == [0, 1]  # one run per cycle, none from rank 1
     assert sorted(p.name for p in (project / "models").iterdir() if not p.name.startswith(".")) == [
-        "model.pt", "pretrained.pt", "pseudo_labels.csv", "vit.pt"]  # no second or half-written checkpoint
+        "gan", "model.pt", "pretrained.pt", "pseudo_labels.csv", "vit.pt"]  # no second or half-written checkpoint
 
 
 def test_ddp_accuracy_is_within_noise_of_one_process(project):

@@ -79,7 +79,7 @@ def test_a_cycle_on_own_images(tmp_path):
     assert changed - batches - images == {
                        "params.yaml", "data/labeled.csv", "data/queries.csv", "metrics/label_import.json",
                        "data/queries.labelstudio.json", "data/queries.cvat.txt", "data/labelstudio.xml", "dvc.lock",
-                       "metrics/evaluate.json", "metrics/mlflow_run.json"}
+                       "metrics/evaluate.json", "metrics/mlflow_run.json", "data/stream.json"}
     # Committed, and after the README's `dvc plots show`, git has nothing left to report.
     assert "tagged cycle-1" in alcycle(project, "commit")
     assert sh(project, "git", "status", "--porcelain", "-uall") == ""
