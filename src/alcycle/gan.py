@@ -39,8 +39,6 @@ from alcycle.compute import PerProcess
 from alcycle.errors import MissingInputError, ParamsError
 from alcycle.training import lightning_fit
 
-METHODS = ("dcgan", "wgan_gp")
-FEATURES = ("pca", "discriminator")
 PENALTY = 10.0  # WGAN-GP's λ
 CRITIC_UPDATES = 5  # WGAN-GP's critic updates per generator update
 BETAS = {"dcgan": (0.5, 0.999), "wgan_gp": (0.0, 0.9)}

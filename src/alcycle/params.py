@@ -30,8 +30,8 @@ INITS = ("scratch", "pretrained")
 CONFLICT_RULES = ("refuse", "relabel")
 KNN_SEARCHES = ("exact", "ivf", "ivfpq")  # propagation.Search
 ANNOTATOR_RULES = ("majority", "latest", "refuse")
-GAN_METHODS = ("none", "dcgan", "wgan_gp")  # alcycle.gan.METHODS, and none
-GAN_FEATURES = ("pca", "discriminator")  # alcycle.gan.FEATURES
+GAN_METHODS = ("none", "dcgan", "wgan_gp")  # alcycle.gan builds the last two
+GAN_FEATURES = ("pca", "discriminator")  # alcycle.gan.TrainedGan.features
 # Label Studio serves a file under its LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT at this URL + its relative path.
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 
@@ -395,7 +395,7 @@ class AsalParams:
         return found + ([f"'select.asal.lr' is {self.lr}; it must be above 0"] if self.lr <= 0 else [])
 
 
-STREAM_MANAGERS = ("variable_uncertainty", "split")  # alcycle.stream.MANAGERS
+STREAM_MANAGERS = ("variable_uncertainty", "split")  # alcycle.stream.decide: split = a random share first
 STREAM_ORDERS = ("manifest", "time", "random")
 
 

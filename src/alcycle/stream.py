@@ -81,9 +81,6 @@ def decide(confidence: np.ndarray, state: StreamState, budget: float, step: floa
     return picked, replace(state, seen=seen, labeled=labeled, threshold=threshold)
 
 
-MANAGERS = ("variable_uncertainty", "split")
-
-
 @dataclass(frozen=True)
 class Window:
     """One cycle's stretch of the stream: the rows to label, where the next stretch starts, the state after."""
@@ -123,9 +120,13 @@ def next_window(order: np.ndarray, labeled: np.ndarray, confidence: np.ndarray, 
     return Window(np.asarray(rows, dtype=np.int64), start + last + 1, state)
 
 
-def arrival_order(manifest_times: np.ndarray | None, count: int, ids: np.ndarray | None = None) -> np.ndarray:
-    """Positions 0..count-1 in arrival order: as given, or sorted by ``manifest_times`` (numbers or
-    ISO 8601 timestamps, as strings), ties in the given order. ``ids`` name the items in errors."""
+def arrival_order(manifest_times: np.ndarray | None, count: int, ids: np.ndarray | None = None,
+                  shuffle_seed: int | None = None) -> np.ndarray:
+    """Positions 0..count-1 in arrival order: as given; sorted by ``manifest_times`` (numbers or
+    ISO 8601 timestamps, as strings), ties in the given order; or, with ``shuffle_seed``, one
+    shuffle drawn from it (the same every call). ``ids`` name the items in errors."""
+    if shuffle_seed is not None:
+        return np.random.default_rng(shuffle_seed).permutation(count)
     if manifest_times is None:
         return np.arange(count)
     keys = _time_keys(manifest_times, ids)

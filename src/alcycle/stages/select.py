@@ -48,8 +48,9 @@ STAGE = Stage(
                                          _L.labelstudio_config)),
           # A stream's states: select reads the one before this cycle, so DVC must leave the file in place.
           committed(_L.stream, persist=True)),
-    code=("strategies", "candidates.py", "vit.py", "gan.py", "checkpoints.py", "faiss_ops.py", "training.py", "compute.py", "labeling_tools.py",
-          "pixel_store.py", "annotations/labelstudio/tasks.py", "annotations/cvat/tasks.py"),
+    code=("strategies", "candidates.py", "vit.py", "gan.py", "checkpoints.py", "stream.py", "faiss_ops.py",
+          "training.py", "compute.py", "labeling_tools.py", "pixel_store.py", "annotations/labelstudio/tasks.py",
+          "annotations/cvat/tasks.py"),
 )
 
 QUERY_COLUMNS = ["id", "path", "score", "strategy", "cycle"]
@@ -116,11 +117,17 @@ def query_table(
         print(f"select: {strategy} scored {int((~context.labeled).sum())} {candidates.method} candidates "
               f"of {int(unlabeled.sum())} unlabeled pool items")
         strategy = f"{strategy}@{candidates.method}"
+    return batch_table(manifest, picked, selection.scores, strategy, cycle, prepared)
+
+
+def batch_table(manifest: pd.DataFrame, picked: np.ndarray, scores: np.ndarray, strategy: str, cycle: int,
+                prepared: str) -> pd.DataFrame:
+    """``QUERY_COLUMNS`` for the manifest rows ``picked``, in that order; paths relative to ``prepared``."""
     return pd.DataFrame(
         {
             "id": manifest["id"].to_numpy()[picked],
             "path": (f"{prepared}/" + manifest["path"]).to_numpy()[picked],
-            "score": np.round(selection.scores, 6),
+            "score": np.round(scores, 6),
             "strategy": strategy,
             "cycle": cycle,
         }
@@ -245,10 +252,9 @@ def stream_table(layout: Layout, manifest: pd.DataFrame, labeled_ids: set[str], 
     probs = np.load(layout.extracted / "probs.npy", mmap_mode="r")
     confidence = np.asarray(probs[rows]).max(axis=1)
     share = sp.random_share if sp.manager == "split" else 0.0
-    if sp.order == "random":  # one shuffle of the pool, the same at every cycle of this seed
-        order = np.random.default_rng(params.seed).permutation(len(rows))
-    else:
-        order = stream.arrival_order(times, len(rows), manifest["id"].to_numpy()[rows])
+    # order random: one shuffle of the pool, the same at every cycle of this seed
+    order = stream.arrival_order(times, len(rows), manifest["id"].to_numpy()[rows],
+                                 shuffle_seed=params.seed if sp.order == "random" else None)
     window = stream.next_window(order, labeled, confidence, before.position,
                                 sp.window, before.state, sp.budget, sp.step, share, rng)
     states[cycle] = stream.Position(window.end, window.state)
@@ -257,13 +263,8 @@ def stream_table(layout: Layout, manifest: pd.DataFrame, labeled_ids: set[str], 
     met = window.state.seen - before.state.seen
     print(f"select: the stream met {met} arrivals (positions {before.position}-{window.end - 1}) and labels "
           f"{len(picked)}; {window.state.labeled} of {window.state.seen} met so far (budget {sp.budget:.0%})")
-    return pd.DataFrame({
-        "id": manifest["id"].to_numpy()[picked],
-        "path": (f"{layout.query_images.relative_to(layout.root).as_posix()}/" + manifest["path"]).to_numpy()[picked],
-        "score": np.round(1.0 - confidence[window.picked], 6),
-        "strategy": f"stream:{sp.manager}",
-        "cycle": cycle,
-    })
+    return batch_table(manifest, picked, 1.0 - confidence[window.picked], f"stream:{sp.manager}", cycle,
+                       layout.query_images.relative_to(layout.root).as_posix())
 
 
 def seals_embeddings(layout: Layout, params: Params, inputs: dict[str, Any], labeled: bool) -> np.ndarray | None:
