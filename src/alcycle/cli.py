@@ -70,13 +70,19 @@ def strategies() -> None:
 
 
 @main.command()
+@click.option("--unrecognisable-below", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Synthesised images (GAAL) that the reference classifier gives a lower top-class "
+                   "probability are answered 'unrecognisable'.")
+@click.option("--reference-steps", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Training steps of that reference classifier (train.steps if that is more).")
 @click.pass_obj
 @_clean_errors
-def oracle(layout: Layout) -> None:
-    """Answer the current queries from the ground truth (simulated annotator)."""
+def oracle(layout: Layout, unrecognisable_below: float, reference_steps: int) -> None:
+    """Answer the current queries from the ground truth (simulated annotator); synthesised images
+    from a reference classifier trained on every pool truth label."""
     from alcycle.oracle import answer
 
-    click.echo(f"wrote {answer(layout)}")
+    click.echo(f"wrote {answer(layout, unrecognisable_below=unrecognisable_below, reference_steps=reference_steps)}")
 
 
 @main.command(name="import")

@@ -61,6 +61,11 @@ class Layout:
         return self.root / "data" / ".import.lock"
 
     @property
+    def oracle_cache(self) -> Path:
+        """The oracle's reference classifiers for synthesised images (git ignores it)."""
+        return self.root / "data" / ".oracle"
+
+    @property
     def import_report(self) -> Path:
         """label-import's report: each batch's format, hash, matching and annotator disagreements."""
         return self.root / "metrics" / "label_import.json"

@@ -23,6 +23,7 @@ from alcycle.backbones import BACKBONES
 from alcycle.errors import ParamsError
 from alcycle.methods import PRETRAIN, PRETRAIN_VIT, SEMI_SUPERVISED
 from alcycle.registry import Registry
+from alcycle.synthesised import UNRECOGNISABLE
 
 
 UNREADABLE_RULES = ("refuse", "skip")
@@ -168,7 +169,7 @@ class PretrainVitParams:
 
 @dataclass(frozen=True)
 class GanParams:
-    method: str  # none | dcgan | wgan_gp: the GAN ASAL searches, learned from the pool without labels
+    method: str  # none | dcgan | wgan_gp: the GAN ASAL and GAAL search, learned from the pool without labels
     latent_dim: int  # d: the generator's input z ~ N(0, I_d)
     width: int  # w: channels of the discriminator's first convolution (the generator starts at 4w)
     steps: int  # discriminator (critic) updates; wgan_gp updates the generator every fifth
@@ -395,6 +396,22 @@ class AsalParams:
         return found + ([f"'select.asal.lr' is {self.lr}; it must be above 0"] if self.lr <= 0 else [])
 
 
+GAAL_OBJECTIVES = ("margin", "entropy")  # alcycle.strategies.gaal.OBJECTIVES
+
+
+@dataclass(frozen=True)
+class GaalParams:
+    objective: str  # margin | entropy: what the latent search raises (1 - (p1 - p2), or the entropy)
+    candidates: int  # latent vectors searched per queried image; the most uncertain budget of them are asked
+    steps: int  # Adam steps of gradient ascent in the latent space
+    lr: float  # their learning rate
+
+    def problems(self) -> list[str]:
+        found = (_choice("select.gaal.objective", self.objective, GAAL_OBJECTIVES)
+                 + _at_least_one(select__gaal__candidates=self.candidates, select__gaal__steps=self.steps))
+        return found + ([f"'select.gaal.lr' is {self.lr}; it must be above 0"] if self.lr <= 0 else [])
+
+
 STREAM_MANAGERS = ("variable_uncertainty", "split")  # alcycle.stream.decide: split = a random share first
 STREAM_ORDERS = ("manifest", "time", "random")
 
@@ -452,6 +469,7 @@ class SelectParams:
     probcover: ProbCoverParams
     typiclust: TypiclustParams
     asal: AsalParams
+    gaal: GaalParams
     stream: StreamParams
 
     def problems(self) -> list[str]:
@@ -516,6 +534,9 @@ class Params:
     def problems(self) -> list[str]:
         """Every section's own problems, then the ones that span sections."""
         found = ["'classes' lists a class twice"] if len(set(self.classes)) != len(self.classes) else []
+        if UNRECOGNISABLE in self.classes:
+            found.append(f"'classes' lists {UNRECOGNISABLE!r}, the answer an annotator gives a synthesised image "
+                         f"that shows no class (GAAL); rename that class")
         found += _sections(self)
         if self.train.init == "pretrained" and self.pretrain.method == "none":
             found.append("'train.init' is 'pretrained' but 'pretrain.method' is 'none'")
@@ -528,7 +549,7 @@ class Params:
     def _strategy_inputs(self) -> list[str]:
         """Inputs a chosen strategy reads that these settings would not produce: they fail
         at load time rather than after a cycle's training."""
-        from alcycle.strategies import STRATEGIES, needs
+        from alcycle.strategies import STRATEGIES, needs, synthesises
 
         found = []
         for key, name in [("strategy", self.select.strategy), ("cold_start", self.select.cold_start)]:
@@ -544,6 +565,9 @@ class Params:
             if "model" in wanted and key == "cold_start":
                 found.append(f"'select.cold_start' {name!r} searches with the classifier, which does not exist "
                              f"before the first labels: choose another cold start (random, typiclust, ...)")
+            if name in STRATEGIES and synthesises(name) and self.train.freeze_backbone:
+                found.append(f"'select.{key}' {name!r} asks new images, which embed's cached features do not "
+                             f"cover: set 'train.freeze_backbone' to false")
             if "predicted_loss" in wanted and not self.train.loss_prediction.fit:
                 found.append(f"'select.{key}' {name!r} needs a loss prediction module: set "
                              f"'train.loss_prediction.fit' to true")
@@ -591,6 +615,7 @@ ADDED_LATER: dict[str, Callable[[dict[str, Any]], Any]] = {
     "gan": lambda raw: {"method": "none", "latent_dim": 64, "width": 32, "steps": 3000, "batch_size": 64,
                         "lr": 0.0002, "features": "pca", "pca_dim": 50},
     "select.asal": lambda raw: {"candidates": 10, "steps": 50, "lr": 0.05},
+    "select.gaal": lambda raw: {"objective": "margin", "candidates": 1, "steps": 50, "lr": 0.05},
     "select.stream": lambda raw: {"window": 0, "order": "manifest", "manager": "variable_uncertainty", "budget": 0.1,
                                   "step": 0.01, "random_share": 0.1},
     "pretrain.simclr": lambda raw: {"epochs": 8, "batch_size": 256, "lr": 0.001, "temperature": 0.5,

@@ -55,10 +55,10 @@ def render_dvc_yaml(dataset: str | None, code_root: str | None) -> str:
 
 def output_ignores() -> dict[str, str]:
     """Each folder's ``.gitignore`` lines for what DVC caches there, as DVC itself would write
-    them on the first run, plus files alcycle writes beside them (the import lock)."""
+    them on the first run, plus files alcycle writes beside them (the import lock, the oracle's cache)."""
     lines: dict[str, list[str]] = defaultdict(list)
     cached = [PurePosixPath(out.path) for stage in stages() for out in stage.outs if not out.git]
-    for path in [*cached, PurePosixPath(Layout().import_lock.as_posix())]:
+    for path in [*cached, *(PurePosixPath(p.as_posix()) for p in (Layout().import_lock, Layout().oracle_cache))]:
         lines[f"{path.parent}/.gitignore"].append(f"/{path.name}")
     return {name: "".join(f"{line}\n" for line in entries) for name, entries in lines.items()}
 

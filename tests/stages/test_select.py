@@ -27,7 +27,7 @@ PIXELS = np.random.default_rng(0).integers(0, 256, (5, 3, 4, 4), dtype=np.uint8)
 
 
 def test_entropy_batch_skips_labeled_and_test_items():
-    queries = query_table(MANIFEST, {"a"}, INPUTS, "entropy", 2, np.random.default_rng(0), 3, "data/p")
+    queries = query_table(MANIFEST, {"a"}, INPUTS, "entropy", 2, np.random.default_rng(0), 3, "data/p").table
     # a is labeled and t is a test item, although both have the highest entropy
     assert queries["id"].tolist() == ["d", "c"]
     assert queries["path"].tolist() == ["data/p/images/d.png", "data/p/images/c.png"]
@@ -36,7 +36,7 @@ def test_entropy_batch_skips_labeled_and_test_items():
 
 
 def test_coreset_batch_starts_from_the_labeled_items():
-    queries = query_table(MANIFEST, {"a"}, INPUTS, "coreset", 3, np.random.default_rng(0), 1, "p")
+    queries = query_table(MANIFEST, {"a"}, INPUTS, "coreset", 3, np.random.default_rng(0), 1, "p").table
     # distances from a (at 0): c = 5, then from {a, c}: d = 2 (b = 1), then b
     assert queries["id"].tolist() == ["c", "d", "b"]
     np.testing.assert_allclose(queries["score"], [5.0, 2.0, 1.0])
@@ -195,7 +195,7 @@ def test_a_strategy_on_candidates_returns_only_candidates(strategy, capsys):
     subset = select_stage.candidate_subset(settings, np.random.default_rng(4), inputs["embeddings"])
     context, _ = select_stage.build_context(manifest, labeled, inputs, subset)
     queries = query_table(manifest, labeled, inputs, strategy, 5, np.random.default_rng(4), 2, "p",
-                          settings, inputs["embeddings"])
+                          settings, inputs["embeddings"]).table
     assert set(queries["id"]) <= set(context.ids[~context.labeled]) and len(queries) == 5
     assert queries["strategy"].unique().tolist() == [f"{strategy}@seals"]
     assert f"select: {strategy} scored 12 seals candidates of 46 unlabeled pool items" in capsys.readouterr().out
@@ -206,7 +206,7 @@ def test_coreset_on_candidates_measures_from_the_labeled_items():
     settings = CandidatesParams(method="random", size=10, k=1)
     subset = select_stage.candidate_subset(settings, np.random.default_rng(0), None)
     context, _ = select_stage.build_context(manifest, labeled, inputs, subset)
-    queries = query_table(manifest, labeled, inputs, "coreset", 1, np.random.default_rng(0), 1, "p", settings)
+    queries = query_table(manifest, labeled, inputs, "coreset", 1, np.random.default_rng(0), 1, "p", settings).table
     # the first pick is the candidate farthest from every labeled item (brute force)
     candidates, centres = context.embeddings[~context.labeled], context.embeddings[context.labeled]
     gaps = np.sqrt(((candidates[:, None] - centres[None]) ** 2).sum(axis=2)).min(axis=1)
@@ -217,9 +217,9 @@ def test_coreset_on_candidates_measures_from_the_labeled_items():
 @pytest.mark.parametrize("strategy", ["random", "entropy", "coreset", "typiclust", "badge"])
 def test_candidates_all_gives_exactly_todays_queries(strategy):
     manifest, inputs, labeled = pool_of(60, 10, 3)
-    today = query_table(manifest, labeled, inputs, strategy, 6, np.random.default_rng(9), 1, "p")
+    today = query_table(manifest, labeled, inputs, strategy, 6, np.random.default_rng(9), 1, "p").table
     every = query_table(manifest, labeled, inputs, strategy, 6, np.random.default_rng(9), 1, "p",
-                        CandidatesParams(method="all", size=5, k=2), inputs["embeddings"])
+                        CandidatesParams(method="all", size=5, k=2), inputs["embeddings"]).table
     pd.testing.assert_frame_equal(today, every)
 
 

@@ -10,7 +10,8 @@ import yaml
 
 from alcycle.params import Params, load_params
 from alcycle.scaffold import MNIST_CLASSES, render_params
-from alcycle.strategies import STRATEGIES, SelectionContext, get_strategy, needs, select, settings_section
+from alcycle.strategies import (STRATEGIES, SelectionContext, get_strategy, needs, select, settings_section,
+                                synthesises)
 
 
 def make_context(n: int = 60, classes: int = 4, dim: int = 5, labeled: int = 10, seed: int = 0,
@@ -79,6 +80,7 @@ def tiny_params() -> Params:
     raw = yaml.safe_load(render_params("mnist", "", MNIST_CLASSES, 8, 1, 0))
     raw["select"]["vaal"].update(steps=5, batch_size=16, latent_dim=4)
     raw["select"]["asal"].update(candidates=3, steps=3)
+    raw["select"]["gaal"].update(candidates=2, steps=3)
     raw["pretrain_vit"].update(patch_size=4, hidden_dim=16, layers=2, heads=2, mlp_dim=32)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "params.yaml"
@@ -91,9 +93,19 @@ def name(request) -> str:
     return request.param
 
 
+def count(selection) -> int:
+    """How many queries a selection holds: pool rows, or synthesised images."""
+    return len(selection.rows) if selection.images is None else len(selection.images)
+
+
 def test_returns_budget_unique_unlabeled_rows(name):
     context = make_context(strategy=name)
     selection = select(context, name, 12, np.random.default_rng(1))
+    if synthesises(name):  # new images shaped like the GAN's, no pool row
+        assert selection.images.shape == (12, 1, 8, 8) and selection.images.dtype == np.uint8
+        assert len({image.tobytes() for image in selection.images}) == 12 and len(selection.rows) == 0
+        assert np.isfinite(selection.scores).all() and selection.scores.shape == (12,)
+        return
     assert len(selection.rows) == 12
     assert len(set(selection.rows.tolist())) == 12
     assert not context.labeled[selection.rows].any()
@@ -107,21 +119,29 @@ def test_same_seed_same_picks(name):
     second = select(context, name, 8, np.random.default_rng(7))
     np.testing.assert_array_equal(first.rows, second.rows)
     np.testing.assert_array_equal(first.scores, second.scores)
+    if synthesises(name):
+        np.testing.assert_array_equal(first.images, second.images)
 
 
 def test_can_take_every_unlabeled_item(name):
     context = make_context(n=20, labeled=5, strategy=name)
     selection = select(context, name, 15, np.random.default_rng(0))
+    if synthesises(name):  # its queries are new: the pool never bounds them
+        assert count(select(context, name, 16, np.random.default_rng(0))) == 16
+        return
     assert sorted(selection.rows.tolist()) == sorted(np.flatnonzero(~context.labeled).tolist())
 
 
 def test_works_from_an_empty_labeled_pool(name):
     context = make_context(labeled=0, strategy=name)
-    assert len(select(context, name, 5, np.random.default_rng(0)).rows) == 5
+    assert count(select(context, name, 5, np.random.default_rng(0))) == 5
 
 
 @pytest.mark.parametrize("budget", [0, -3, 51, 2.5, True])
 def test_bad_budget_is_refused(name, budget):
+    if budget == 51 and synthesises(name):  # more than the unlabeled pool: new images, so allowed
+        assert count(select(make_context(strategy=name), name, budget, np.random.default_rng(0))) == 51
+        return
     with pytest.raises(ValueError, match="budget"):
         select(make_context(strategy=name), name, budget, np.random.default_rng(0))
 
@@ -130,7 +150,7 @@ def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError) as error:
         get_strategy("entrpy")
     assert str(error.value) == (
-        "unknown strategy 'entrpy'; choose one of: asal, badge, bald, coreset, entropy, geal, learning_loss, "
+        "unknown strategy 'entrpy'; choose one of: asal, badge, bald, coreset, entropy, gaal, geal, learning_loss, "
         "least_confidence, margin, probcover, random, sraal, typiclust, vaal"
     )
 

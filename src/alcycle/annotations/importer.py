@@ -4,7 +4,8 @@ Each call holds the project's import lock from its first read to its last write,
 imports at once are applied one after the other and neither is lost. Under the lock it
 checks the new batch together with every stored one (exactly what label-import will
 do), and only then writes: first the batch (atomically, under its content-hash name),
-then the labeled pool (atomically). A crash anywhere leaves the old pool or the new
+then the labeled pool (atomically); a batch that labels synthesised images (GAAL) keeps
+their images in the store just before it. A crash anywhere leaves the old pool or the new
 one; a batch stored just before a crash is picked up by the next import or
 ``dvc repro``. Importing bytes that are already stored changes nothing.
 """
@@ -34,6 +35,7 @@ from alcycle.fileio import file_digest
 from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import read_manifest
+from alcycle.synthesised import keep, labeling_manifest
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ def import_file(layout: Layout, params: Params, source: Path) -> ImportResult:
         check_none_missing(layout, batches, last)
         stored = [(p, p.name) for p in batches]
         digest = file_digest(source)
-        manifest = read_manifest(layout.manifest)
+        # A batch may label the current query batch's synthesised images: stored, it keeps them.
+        manifest = labeling_manifest(layout, read_manifest(layout.manifest), with_queries=True)
         before = last.built_from(batches)
         existing = find_stored(batches, digest)
         if existing is not None:
@@ -102,6 +105,7 @@ def import_file(layout: Layout, params: Params, source: Path) -> ImportResult:
         if imported.table.equals(unchanged):
             write(layout, Imported(unchanged, imported.batches[:-1]))
             return ImportResult(source, None, new=False, report=imported.batches[-1], note=note)
+        keep(layout, imported.table["id"])  # first: a stored batch always finds its images
         copy_in(source, target, digest)
         write(layout, imported)
         return ImportResult(source, target, new=True, report=imported.batches[-1], note=note)

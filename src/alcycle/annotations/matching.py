@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pandas as pd
 
+from alcycle import synthesised
 from alcycle.annotations.records import Annotation, annotation_error
 
 # Label Studio stores an uploaded file as "<8 hex digits>-<original name>".
@@ -55,6 +56,11 @@ class ItemMatcher:
     def item_of(self, path: Path, record: Annotation) -> str:
         """The manifest id ``record`` means; an annotation error if none or several."""
         if record.by == "id":
+            if record.item not in self.ids and synthesised.ID.match(record.item):
+                what = (f"id {record.item!r} is a synthesised image that is neither kept in "
+                        f"data/annotations/{synthesised.FOLDER}/ nor in the current query batch; import a batch "
+                        f"while its query batch is current (`alcycle import` keeps the images it labels)")
+                raise annotation_error(path, record.where, what)
             if record.item not in self.ids:
                 what = f"id {record.item!r} is not in the pool manifest; ids must come from the manifest"
                 raise annotation_error(path, record.where, what)

@@ -29,6 +29,7 @@ from alcycle.fileio import atomic_write_text, file_digest
 from alcycle.layout import Layout
 from alcycle.params import ANNOTATOR_RULES, CONFLICT_RULES, LabelImportParams, ParamsError
 from alcycle.pool import LABELED_COLUMNS, empty_labeled
+from alcycle.synthesised import SPLIT, UNRECOGNISABLE
 
 __all__ = ["BatchReport", "Imported", "fold", "import_labels", "write"]
 
@@ -84,11 +85,16 @@ def _fold_case(text: str) -> str:
     return "".join(text.split()).casefold()
 
 
-def _check_class(path: Path, record: Annotation, classes: tuple[str, ...]) -> None:
+def _check_class(path: Path, record: Annotation, classes: tuple[str, ...], synthesised: bool) -> None:
+    """Refuse a label that is not one of ``classes`` (or, for a ``synthesised`` item, ``unrecognisable``)."""
     label = record.label
-    if label in classes:
+    if label in classes or (synthesised and label == UNRECOGNISABLE):
         return
     near = [c for c in classes if _fold_case(c) == _fold_case(label)]
+    if label == UNRECOGNISABLE:
+        what = (f"class {label!r} is an answer for synthesised images only; expected exactly one of: "
+                f"{', '.join(classes)} (remove a pool item's label with `alcycle label remove`)")
+        raise annotation_error(path, record.where, what)
     if near:
         what = f"class {label!r} differs from {near[0]!r} only by case or whitespace"
     elif label.startswith(FORMULA_STARTS):
@@ -123,7 +129,7 @@ def _read_batch(
         if record.removed:
             removals[item] = record
             continue
-        _check_class(path, record, classes)
+        _check_class(path, record, classes, synthesised=splits[item] == SPLIT)
         if item not in labels:
             labels[item] = ItemVotes(path, item, settings.annotators)
         labels[item].add(record)
@@ -178,7 +184,9 @@ def fold(
 
     ``batches`` pairs each file with the name the pool records as its ``source`` (its
     name in the annotation folder); a stored name is checked against the file's hash and
-    position (``store.check_stored``). ``manifest`` needs columns ``id``, ``path``, ``split``.
+    position (``store.check_stored``). ``manifest`` needs columns ``id``, ``path``, ``split``;
+    it may hold synthesised items too (``synthesised.labeling_manifest``), which alone may be
+    labeled ``unrecognisable``.
     ``Imported.earlier[k]`` is the pool after the first ``k`` batches, for each ``k`` in ``snapshots``.
     """
     if settings.on_conflict not in CONFLICT_RULES:

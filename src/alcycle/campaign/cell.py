@@ -62,15 +62,19 @@ def run_cell(root: Path, campaign: Campaign, cell: Cell, echo: Callable[[str], N
         for cycle in range(campaign.cycles + 2):
             labeled = _train_and_extract(layout, params)
             if cycle > 0:
-                accuracy = evaluate.run(layout, params, log_to_mlflow=False)["test_accuracy"]
+                summary = evaluate.run(layout, params, log_to_mlflow=False)
+                accuracy = summary["test_accuracy"]
                 run.log_cycle(cycle, len(labeled), {"test_accuracy": accuracy})
-                curve.append({"cycle": cycle, "n_labels": len(labeled), "test_accuracy": accuracy})
+                # GAAL: how many labels are synthesised images, and how many of those unrecognisable
+                made: dict[str, float] = {k: summary[k] for k in ("n_synthesised", "n_unrecognisable") if k in summary}
+                curve.append({"cycle": cycle, "n_labels": len(labeled), "test_accuracy": accuracy, **made})
                 progress.cycle_done(cycle, len(labeled), accuracy)
             if cycle <= campaign.cycles:
                 batch = select.run(layout, dataclasses.replace(
                     params, select=dataclasses.replace(params.select, budget=campaign.budgets[cycle])))
                 picks.append(batch["id"].tolist())
-                answer(layout)
+                # One reference classifier for synthesised images serves every cell of the campaign.
+                answer(layout, params, reference_cache=root / "work" / ".oracle")
     except BaseException:
         run.finish("FAILED")
         raise

@@ -16,6 +16,7 @@ import yaml
 
 from alcycle.fileio import atomic_write_text
 from alcycle.pipeline import dvc_stages
+from alcycle.strategies import STRATEGIES, needs
 
 # The seeds' comparison (issue: "the seeds' claims, tested"): each strategy with and
 # without the unlabeled images, 10 cycles of 10 labels after a 10-label start.
@@ -100,7 +101,7 @@ def init_campaign(project: Path, name: str, campaign: dict | None = None) -> Pat
 
 def _switch_on_pretraining(params: dict, definition: dict) -> None:
     """DeepCluster where a recipe starts from pretrained weights; a ViT where one selects with GEAL,
-    a DCGAN where one selects with ASAL."""
+    a DCGAN where one selects with a GAN (ASAL, GAAL)."""
     recipes = [*definition["recipes"]["strategies"].values(), *definition["recipes"]["options"].values()]
     chosen = {r.get("select.strategy") for r in recipes} | {r.get("select.cold_start") for r in recipes}
     chosen |= set(definition["strategies"])
@@ -108,7 +109,8 @@ def _switch_on_pretraining(params: dict, definition: dict) -> None:
         params["pretrain"]["method"] = "deepcluster"
     if "geal" in chosen and params["pretrain_vit"]["method"] == "none":
         params["pretrain_vit"]["method"] = "deepcluster"
-    if "asal" in chosen and params.get("gan", {}).get("method", "none") == "none":
+    if any(name in STRATEGIES and "gan" in needs(name) for name in chosen) \
+            and params.get("gan", {}).get("method", "none") == "none":
         params["gan"] = {**params.get("gan", _gan_defaults()), "method": "dcgan"}
 
 

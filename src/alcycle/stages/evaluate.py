@@ -14,6 +14,7 @@ from alcycle.contract import Stage, cached, committed
 from alcycle.layout import Layout
 from alcycle.params import Params, params_dict
 from alcycle.pool import cycle_number, read_labeled, read_manifest, split_rows
+from alcycle.synthesised import UNRECOGNISABLE
 
 _L = Layout()
 STAGE = Stage(
@@ -92,6 +93,7 @@ def run(layout: Layout, params: Params, log_to_mlflow: bool = True) -> dict[str,
         # The newest batch's annotator disagreements, so MLflow shows each cycle's count.
         report = json.loads(layout.import_report.read_text(encoding="utf-8"))
         metrics["annotator_disagreements"] = report["newest_batch_disagreements"]
+    metrics.update(synthesised_counts(manifest, labeled))
     cycle = cycle_number(layout.annotations)
     summary = {"cycle": cycle, "n_labels": len(labeled), **metrics}
     atomic_write_text(layout.metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -100,6 +102,14 @@ def run(layout: Layout, params: Params, log_to_mlflow: bool = True) -> dict[str,
         run_id = _track(layout, params, labeled, metrics, cycle)
         atomic_write_text(layout.mlflow_run, json.dumps({"cycle": cycle, "run_id": run_id}, indent=2) + "\n")
     return summary
+
+
+def synthesised_counts(manifest: pd.DataFrame, labeled: pd.DataFrame) -> dict[str, int]:
+    """GAAL's labeled synthesised images and how many of them were unrecognisable; nothing when there are none."""
+    made = labeled[~labeled["id"].isin(manifest["id"])]
+    if made.empty:
+        return {}
+    return {"n_synthesised": len(made), "n_unrecognisable": int((made["label"] == UNRECOGNISABLE).sum())}
 
 
 def _load_model(path: Path) -> Any:

@@ -20,6 +20,7 @@ from alcycle.contract import Stage, committed
 from alcycle.layout import Layout
 from alcycle.params import Params
 from alcycle.pool import read_manifest
+from alcycle.synthesised import labeling_manifest
 
 _L = Layout()
 STAGE = Stage(
@@ -29,7 +30,7 @@ STAGE = Stage(
     # persist: DVC would delete the pool and its report before the stage runs, and
     # label-import reads them to find a missing batch or a hand edit.
     outs=(committed(_L.labeled, persist=True), committed(_L.import_report, "metrics", persist=True)),
-    code=("annotations",),
+    code=("annotations", "synthesised.py"),
 )
 
 __all__ = ["run"]
@@ -45,8 +46,10 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     last = last_rebuild(layout)
     check_none_missing(layout, batches, last)
     before = last.built_from(batches)
+    # Synthesised items (GAAL) are named by the images kept beside the batches.
+    manifest = labeling_manifest(layout, read_manifest(layout.manifest), with_queries=False)
     imported = fold(
-        [(p, p.name) for p in batches], read_manifest(layout.manifest), params.classes, params.label_import,
+        [(p, p.name) for p in batches], manifest, params.classes, params.label_import,
         snapshots=() if before is None else (before,),
     )
     note = discarded_edit(layout, last, imported.earlier.get(before))

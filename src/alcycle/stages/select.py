@@ -6,6 +6,9 @@ and never names a strategy. Beside ``queries.csv`` it writes the batch's images 
 per-image files of the pool, ``layout.query_images``) and the batch for labeling
 tools (``annotations/labelstudio/tasks.py``, ``annotations/cvat/tasks.py``); once a label exists, that reads the class
 probabilities too, whatever the strategy, for the model's guess shown to the annotator.
+A strategy that synthesises its queries (GAAL) answers with new images instead of pool
+items: each gets its id (``alcycle.synthesised``), its PNG under ``data/queries/synthesised/``
+and, in the labeling config, the extra answer ``unrecognisable``.
 
 This module is ``alcycle.stages.select``; it is never run as a script, so it cannot
 shadow the standard library's ``select``.
@@ -13,6 +16,7 @@ shadow the standard library's ``select``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -20,7 +24,7 @@ import pandas as pd
 import torch
 from torchvision.io import write_png
 
-from alcycle import labeling_tools, pixel_store, stream
+from alcycle import labeling_tools, pixel_store, stream, synthesised
 from alcycle.errors import MissingInputError
 from alcycle.annotations.cvat import tasks as cvat
 from alcycle.annotations.labelstudio import tasks as labelstudio
@@ -31,7 +35,7 @@ from alcycle.compute import FIT_KEYS, is_global_zero
 from alcycle.candidates import candidate_rows
 from alcycle.params import CandidatesParams, Params
 from alcycle.pool import cycle_number, read_labeled, read_manifest, rows_of, split_rows
-from alcycle.strategies import SelectionContext, needs, select, settings_section
+from alcycle.strategies import Selection, SelectionContext, needs, select, settings_section
 
 _L = Layout()
 STAGE = Stage(
@@ -48,7 +52,7 @@ STAGE = Stage(
                                          _L.labelstudio_config)),
           # A stream's states: select reads the one before this cycle, so DVC must leave the file in place.
           committed(_L.stream, persist=True)),
-    code=("strategies", "candidates.py", "vit.py", "gan.py", "checkpoints.py", "stream.py", "faiss_ops.py",
+    code=("strategies", "candidates.py", "synthesised.py", "vit.py", "gan.py", "checkpoints.py", "stream.py", "faiss_ops.py",
           "training.py", "compute.py", "labeling_tools.py", "pixel_store.py", "annotations/labelstudio/tasks.py",
           "annotations/cvat/tasks.py"),
 )
@@ -96,11 +100,20 @@ def candidate_subset(params: CandidatesParams, rng: np.random.Generator,
     return pick
 
 
+@dataclass(frozen=True)
+class QueryBatch:
+    """The query batch: ``table`` (``QUERY_COLUMNS``, best first) and, when the strategy synthesised
+    its queries, their uint8 ``images`` (n, C, H, W), row i = the table's row i."""
+
+    table: pd.DataFrame
+    images: np.ndarray | None = None
+
+
 def query_table(
     manifest: pd.DataFrame, labeled_ids: set[str], inputs: dict[str, Any],
     strategy: str, budget: int, rng: np.random.Generator, cycle: int, prepared: str,
     candidates: CandidatesParams | None = None, embeddings: np.ndarray | None = None,
-) -> pd.DataFrame:
+) -> QueryBatch:
     """The query batch, best first: id, image path, score, strategy and the cycle it was made in.
 
     ``prepared`` is the folder the manifest's paths are relative to, as the annotator sees it.
@@ -111,13 +124,24 @@ def query_table(
     subset = None if candidates is None else candidate_subset(candidates, rng, embeddings)
     context, rows = build_context(manifest, labeled_ids, inputs, subset)
     selection = select(context, strategy, budget, rng)
+    if selection.images is not None:
+        return synthesised_batch(selection, strategy, cycle, prepared)
     picked = rows[selection.rows]
     if subset is not None and candidates is not None:
         unlabeled = (manifest["split"] == "pool") & ~manifest["id"].isin(labeled_ids)
         print(f"select: {strategy} scored {int((~context.labeled).sum())} {candidates.method} candidates "
               f"of {int(unlabeled.sum())} unlabeled pool items")
         strategy = f"{strategy}@{candidates.method}"
-    return batch_table(manifest, picked, selection.scores, strategy, cycle, prepared)
+    return QueryBatch(batch_table(manifest, picked, selection.scores, strategy, cycle, prepared))
+
+
+def synthesised_batch(selection: Selection, strategy: str, cycle: int, prepared: str) -> QueryBatch:
+    """``QueryBatch`` of synthesised images: each one's id is made from its pixels and this cycle."""
+    assert selection.images is not None
+    ids = [synthesised.item_id(cycle, image) for image in selection.images]
+    table = pd.DataFrame({"id": ids, "path": [f"{prepared}/{synthesised.relative_path(i)}" for i in ids],
+                          "score": np.round(selection.scores, 6), "strategy": strategy, "cycle": cycle})
+    return QueryBatch(table, selection.images)
 
 
 def batch_table(manifest: pd.DataFrame, picked: np.ndarray, scores: np.ndarray, strategy: str, cycle: int,
@@ -200,9 +224,9 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
     rng = np.random.default_rng([params.seed, cycle])
     if params.select.stream.window and len(labeled):
         queries = stream_table(layout, manifest, set(labeled["id"]), params, cycle, rng)
-        return write_batch(layout, manifest, queries, params, labeled=True)
+        return write_batch(layout, manifest, QueryBatch(queries), params, labeled=True)
     inputs = load_inputs(layout, params, strategy)
-    queries = query_table(
+    batch = query_table(
         manifest,
         set(labeled["id"]),
         inputs,
@@ -215,21 +239,21 @@ def run(layout: Layout, params: Params) -> pd.DataFrame:
         seals_embeddings(layout, params, inputs, labeled=len(labeled) > 0),
     )
     if not is_global_zero():
-        return queries  # another process of VAAL's distributed fit: rank zero writes
+        return batch.table  # another process of VAAL's distributed fit: rank zero writes
     if not layout.stream.exists():
         atomic_write_text(layout.stream, stream.dump_states({}))  # pool-based: no stream state
-    return write_batch(layout, manifest, queries, params, labeled=len(labeled) > 0)
+    return write_batch(layout, manifest, batch, params, labeled=len(labeled) > 0)
 
 
-def write_batch(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame, params: Params,
+def write_batch(layout: Layout, manifest: pd.DataFrame, batch: QueryBatch, params: Params,
                 labeled: bool) -> pd.DataFrame:
     """``queries.csv``, the batch's images and the labeling tools' files."""
     # At cycle 0 the model has seen no label: its guess would only mislead the annotator.
-    predicted = predictions(layout, manifest, queries, params.classes) if labeled else None
-    atomic_write_csv(layout.queries, queries)
-    write_query_images(layout, manifest, queries)
-    write_for_labeling_tools(layout, queries, predicted, params)
-    return queries
+    predicted = predictions(layout, manifest, batch, params.classes) if labeled else None
+    atomic_write_csv(layout.queries, batch.table)
+    write_query_images(layout, manifest, batch)
+    write_for_labeling_tools(layout, batch, predicted, params)
+    return batch.table
 
 
 def stream_table(layout: Layout, manifest: pd.DataFrame, labeled_ids: set[str], params: Params, cycle: int,
@@ -279,36 +303,49 @@ def seals_embeddings(layout: Layout, params: Params, inputs: dict[str, Any], lab
     return np.load(path, mmap_mode="r")
 
 
-def predictions(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame,
+def predictions(layout: Layout, manifest: pd.DataFrame, batch: QueryBatch,
                 classes: tuple[str, ...]) -> list[str]:
-    """The trained model's class for each queried item, from extract's probabilities."""
+    """The trained model's class for each queried item, from extract's probabilities (for
+    synthesised images, from the model itself)."""
+    if batch.images is not None:
+        from alcycle.checkpoints import load_model
+        from alcycle.inference import predict
+
+        probs, _ = predict(load_model(layout.model)[0], batch.images, batch_size=256)
+        return labeling_tools.predicted_classes(probs, classes)
     path = layout.extracted / "probs.npy"
     if not path.exists():
         raise MissingInputError(f"{path} is missing; extract writes it every cycle (run `dvc repro`)")
     probs = np.load(path, mmap_mode="r")
-    return labeling_tools.predicted_classes(probs[rows_of(manifest, queries["id"])], classes)
+    return labeling_tools.predicted_classes(probs[rows_of(manifest, batch.table["id"])], classes)
 
 
-def write_query_images(layout: Layout, manifest: pd.DataFrame, queries: pd.DataFrame) -> None:
+def write_query_images(layout: Layout, manifest: pd.DataFrame, batch: QueryBatch) -> None:
     """Each queried item's pixels, exactly what the model saw, as a PNG at its manifest path
-    under ``layout.query_images``: the images Label Studio and CVAT show.
+    under ``layout.query_images`` (a synthesised image at ``synthesised/<id>.png``): the images
+    Label Studio and CVAT show.
 
     The folder is rebuilt whole, so it holds this batch only. O(budget) images on disk,
     one in memory.
     """
-    pixels = pixel_store.open_pixels(layout.pixels)
-    rows = rows_of(manifest, queries["id"])
     with replacing_folder(layout.query_images) as folder:
+        if batch.images is not None:
+            synthesised.write_images(folder / synthesised.FOLDER, batch.table["id"].tolist(), batch.images)
+            return
+        pixels = pixel_store.open_pixels(layout.pixels)
+        rows = rows_of(manifest, batch.table["id"])
         for row, relative in zip(rows, manifest["path"].to_numpy()[rows]):
             target = folder / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             write_png(torch.from_numpy(np.array(pixels[row])), str(target))
 
 
-def write_for_labeling_tools(layout: Layout, queries: pd.DataFrame, predicted: list[str] | None,
+def write_for_labeling_tools(layout: Layout, batch: QueryBatch, predicted: list[str] | None,
                              params: Params) -> None:
-    """Label Studio's tasks and labeling config, and CVAT's list of image paths."""
-    tasks = labelstudio.label_studio_tasks(queries, predicted, params.select.image_url_prefix)
+    """Label Studio's tasks and labeling config, and CVAT's list of image paths. A batch of synthesised
+    images offers one answer more than the classes: ``unrecognisable``."""
+    tasks = labelstudio.label_studio_tasks(batch.table, predicted, params.select.image_url_prefix)
+    answers = params.classes + ((synthesised.UNRECOGNISABLE,) if batch.images is not None else ())
     atomic_write_text(layout.queries_labelstudio, labelstudio.label_studio_json(tasks))
-    atomic_write_text(layout.labelstudio_config, labelstudio.label_studio_config(params.classes))
-    atomic_write_text(layout.queries_cvat, cvat.cvat_paths(queries))
+    atomic_write_text(layout.labelstudio_config, labelstudio.label_studio_config(answers))
+    atomic_write_text(layout.queries_cvat, cvat.cvat_paths(batch.table))

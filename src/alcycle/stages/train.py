@@ -1,7 +1,7 @@
 """train: fit a freshly initialised classifier on the labeled pool with a Lightning Trainer.
 
-Reads only the labeled pool, the manifest, the pixels and the pretrained backbone:
-never the ground truth. With ``semi_supervised`` on, the unlabeled pool items join
+Reads only the labeled pool, the manifest, the pixels (and the synthesised images GAAL asked,
+kept in the annotation store) and the pretrained backbone: never the ground truth. With ``semi_supervised`` on, the unlabeled pool items join
 training under pseudo-labels, which are written apart from the labeled pool.
 """
 
@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from alcycle import bgadl, pixel_store, rng
+from alcycle import bgadl, pixel_store, rng, synthesised
 from alcycle.backbones import build_backbone
 from alcycle.checkpoints import save_model
 from alcycle.compute import FIT_KEYS, PerProcess, is_global_zero
@@ -26,7 +26,7 @@ from alcycle.training import lightning_fit, single_threaded
 from alcycle.fileio import atomic_write_csv
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
-from alcycle.params import Params
+from alcycle.params import Params, ParamsError
 from alcycle.pool import class_index, cycle_number, read_labeled, read_manifest, rows_of, split_rows
 from alcycle.methods import SEMI_SUPERVISED
 from alcycle.semi import Method, PoolCallback, PoolRows, Schedule
@@ -43,7 +43,7 @@ STAGE = Stage(
     outs=(cached(_L.model), cached(_L.pseudo_labels)),
     code=("backbones", "classifier.py", "augment.py", "loss_prediction.py", "training.py", "inference.py",
           "checkpoints.py", "rng.py", "semi.py", "propagation.py", "faiss_ops.py", "features.py", "head.py",
-          "pixel_store.py", "fixmatch.py", "compute.py", "bgadl.py", "gan.py"),
+          "pixel_store.py", "fixmatch.py", "compute.py", "bgadl.py", "gan.py", "synthesised.py"),
 )
 
 
@@ -139,19 +139,38 @@ def run(layout: Layout, params: Params) -> Classifier:
     with rng.seeded(params.seed):
         model = initial_model(layout, params, in_channels=pixels.shape[1])
         if len(labeled):
-            rows = rows_of(manifest, labeled["id"])
-            targets = class_index(params.classes, labeled["label"])
+            pool_part, made = split_labeled(manifest, labeled)
+            rows = rows_of(manifest, pool_part["id"])
+            targets = class_index(params.classes, pool_part["label"])
             if schedule is not None:
                 refresh = _refresh(schedule, pixels, manifest, pool_rows, rows, targets, params)
+            images = pixels[rows]
+            if len(made):  # GAAL's labeled synthesised images, read from the annotation store
+                images = np.concatenate([images, synthesised.read_pixels(layout, made["id"].tolist(),
+                                                                         pixels.shape[1:])])
+                targets = np.concatenate([targets, class_index(params.classes, made["label"])])
             # BGADL: generated variants of the labeled images join them (train.bgadl.variants; none by default).
-            images, classes = bgadl.augment(pixels[rows], targets, params.train.bgadl, len(params.classes),
+            images, classes = bgadl.augment(images, targets, params.train.bgadl, len(params.classes),
                                             params.seed, params.compute)
             trained = fit(model, images, classes, params, refresh)
     if not is_global_zero():
         return model  # another process of a distributed fit: rank zero writes
-    save_model(layout.model, model, labeled["id"].tolist(), params.classes, trained)
+    save_model(layout.model, model, trained_ids(labeled), params.classes, trained)
     _write_pseudo_labels(layout, manifest, pool_rows, refresh, params.classes)
     return model
+
+
+def split_labeled(manifest: pd.DataFrame, labeled: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labeled pool's manifest items and its synthesised ones (GAAL), in pool order, without the
+    synthesised images an annotator called unrecognisable: those never train."""
+    usable = labeled[labeled["label"] != synthesised.UNRECOGNISABLE]
+    in_manifest = usable["id"].isin(manifest["id"])
+    return usable[in_manifest], usable[~in_manifest]
+
+
+def trained_ids(labeled: pd.DataFrame) -> list[str]:
+    """The labeled ids a model trains on: all but the unrecognisable synthesised images."""
+    return labeled.loc[labeled["label"] != synthesised.UNRECOGNISABLE, "id"].tolist()
 
 
 def _refresh(schedule, pixels, manifest, pool_rows, labeled_rows, targets, params) -> PoolCallback:
@@ -209,8 +228,12 @@ def run_frozen(layout: Layout, params: Params) -> Classifier:
     with rng.seeded(params.seed):  # as in ``run``: initialisation, then training-time dropout
         model = initial_model(layout, params, in_channels)
         if len(labeled):
-            rows = rows_of(manifest, labeled["id"])
-            targets = class_index(params.classes, labeled["label"])
+            pool_part, made = split_labeled(manifest, labeled)
+            if len(made):
+                raise ParamsError(f"{layout.labeled} holds {len(made)} synthesised image(s) (GAAL), which "
+                                        f"embed's cached features do not cover: set train.freeze_backbone to false")
+            rows = rows_of(manifest, pool_part["id"])
+            targets = class_index(params.classes, pool_part["label"])
             if schedule is not None:
                 # params.py refuses FixMatch here: it needs the backbone to see its views.
                 assert isinstance(schedule, Schedule), "only a pseudo-labeller trains a frozen backbone's head"
@@ -220,7 +243,7 @@ def run_frozen(layout: Layout, params: Params) -> Classifier:
             trained = fit_head(model, embeddings[rows], targets, params, refresh)
     if not is_global_zero():
         return model
-    save_model(layout.model, model, labeled["id"].tolist(), params.classes, trained)
+    save_model(layout.model, model, trained_ids(labeled), params.classes, trained)
     _write_pseudo_labels(layout, manifest, pool_rows, refresh, params.classes)
     return model
 

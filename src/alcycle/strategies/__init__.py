@@ -36,6 +36,13 @@ STRATEGIES: dict[str, Registered] = {
                           "O(N·D) per pick (O(N·D·b) in all), never an N×N matrix, O(N) memory beyond one "
                           "float32 copy"),
     "entropy": Registered(_IN + "uncertainty:entropy", _PROBS, "probs; highest predictive entropy, O(N·C)"),
+    "gaal": Registered(_IN + "gaal:gaal", frozenset({"gan", "model", "settings"}),
+                       "a GAN (pretrain-gan, gan.method) + the classifier (select.gaal); query synthesis: the "
+                       "generated images of smallest margin (or highest entropy) after gradient ascent in the "
+                       "latent space are the queries themselves, new items with their own ids, which the "
+                       "annotator may call unrecognisable (Zhu & Bento, seed 002); not a cold start; "
+                       "O(c·b·steps) generator and classifier passes, no pass over the pool",
+                       settings="gaal", synthesises=True),
     "geal": Registered(_IN + "geal:geal", frozenset({"pixels", "vit", "settings"}),
                        "pixels + a ViT (pretrain_vit, select.geal); one pass, no classifier: attention-filtered "
                        "patch features, k-means per image into K knowledge clusters, cosine k-center over all "
@@ -90,16 +97,30 @@ def settings_section(name: str) -> str | None:
     return _entry(name).settings
 
 
+def synthesises(name: str) -> bool:
+    """Whether strategy ``name`` answers with new images (``Selection.images``) rather than pool rows."""
+    return _entry(name).synthesises
+
+
 def get_strategy(name: str) -> Strategy:
     """The strategy registered as ``name``; an unknown name lists the valid ones."""
     return _entry(name).function
 
 
 def select(context: SelectionContext, name: str, budget: int, rng: np.random.Generator) -> Selection:
-    """Run strategy ``name`` and check its answer: ``budget`` distinct unlabeled rows."""
+    """Run strategy ``name`` and check its answer: ``budget`` distinct unlabeled rows, or, from a
+    strategy that synthesises its queries, ``budget`` distinct uint8 images shaped like the pool's."""
     strategy = get_strategy(name)
     if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget < 1:
         raise ValueError(f"budget must be a positive integer, got {budget!r}")
+    if synthesises(name):
+        selection = strategy(context, int(budget), rng)
+        images = selection.images
+        if (images is None or len(images) != budget or images.dtype != np.uint8 or images.ndim != 4
+                or len(selection.rows) or selection.scores.shape != (budget,)
+                or len({image.tobytes() for image in images}) != budget):
+            raise RuntimeError(f"strategy '{name}' broke its contract: {budget} distinct uint8 images expected")
+        return selection
     available = int((~context.labeled).sum())
     if budget > available:
         raise ParamsError(f"budget {budget} exceeds the {available} unlabeled items left in the pool")
@@ -117,4 +138,4 @@ def table() -> str:
 
 
 __all__ = ["INPUTS", "STRATEGIES", "Registered", "Selection", "SelectionContext", "get_strategy", "needs",
-           "select", "settings_section", "table"]
+           "select", "settings_section", "synthesises", "table"]

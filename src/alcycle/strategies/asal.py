@@ -22,6 +22,8 @@ it). Needs a classifier, so it cannot be a cold start.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -37,10 +39,12 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def uncertain_latents(generator: torch.nn.Module, classifier: torch.nn.Module, z: torch.Tensor,
-                      steps: int, lr: float) -> torch.Tensor:
-    """``z`` (B, d) moved by ``steps`` Adam steps of rate ``lr`` towards higher entropy of
-    classifier(generator(z)), projected back to the sphere of radius √d after each step.
-    Neither network's parameters change; returns the new latents (detached)."""
+                      steps: int, lr: float, uncertainty: Callable[[torch.Tensor], torch.Tensor] = entropy
+                      ) -> torch.Tensor:
+    """``z`` (B, d) moved by ``steps`` Adam steps of rate ``lr`` towards higher ``uncertainty``
+    (logits (B, C) -> (B,); the entropy by default) of classifier(generator(z)), projected back to
+    the sphere of radius √d after each step. Neither network's parameters change; returns the
+    new latents (detached)."""
     radius = z.shape[1] ** 0.5
     z = (z / z.norm(dim=1, keepdim=True) * radius).detach().requires_grad_(True)
     optimiser = torch.optim.Adam([z], lr=lr)
@@ -50,7 +54,7 @@ def uncertain_latents(generator: torch.nn.Module, classifier: torch.nn.Module, z
     try:
         for _ in range(steps):
             optimiser.zero_grad()
-            (-entropy(classifier(generator(z))).sum()).backward()
+            (-uncertainty(classifier(generator(z))).sum()).backward()
             optimiser.step()
             with torch.no_grad():
                 z.mul_(radius / z.norm(dim=1, keepdim=True))

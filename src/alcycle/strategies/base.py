@@ -70,10 +70,15 @@ class SelectionContext:
 
 @dataclass(frozen=True)
 class Selection:
-    """``rows`` (budget,) int64 indices into the context, best first; ``scores`` (budget,) float64."""
+    """``rows`` (budget,) int64 indices into the context, best first; ``scores`` (budget,) float64.
+
+    A strategy that synthesises its queries (GAAL) returns no rows and ``images`` (budget, C, H, W)
+    uint8 instead, best first, with one score each.
+    """
 
     rows: np.ndarray
     scores: np.ndarray
+    images: np.ndarray | None = None
 
 
 Strategy = Callable[[SelectionContext, int, np.random.Generator], Selection]
@@ -94,12 +99,14 @@ class Registered:
     needs:    the context fields it reads (a subset of ``INPUTS``)
     settings: the ``params.select`` section it reads as ``context.settings``, if any
     summary:  what it needs and what it costs, for the registry table and ``--help``
+    synthesises: its queries are new images (``Selection.images``), not pool rows
     """
 
     target: str
     needs: frozenset[str]
     summary: str
     settings: str | None = None
+    synthesises: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.needs) - set(INPUTS)
