@@ -7,6 +7,7 @@ pipeline produce exactly the inputs the new strategy needs, with no stage naming
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,55 @@ def test_bgadl_adds_generated_variants_to_training_but_never_to_the_pool(project
     assert model["fit"]["steps"] == 30
     batch = queries(project)
     assert batch["strategy"].unique().tolist() == ["bald"] and not set(batch["id"]) & set(labeled["id"])
+
+
+def test_gaal_asks_synthesised_images_that_enter_and_leave_the_pool_only_through_batches(project):
+    section = yaml.safe_load((project / "params.yaml").read_text())["train"]["bgadl"]
+    edit_params(project, train={"dropout": 0.0, "bgadl": {**section, "variants": 0}},
+                select={"strategy": "gaal", "gaal": {"objective": "margin", "candidates": 2, "steps": 10, "lr": 0.05}})
+    dvc(project, "repro")
+    batch = queries(project)
+    assert batch["strategy"].unique().tolist() == ["gaal"] and len(batch) == BUDGET
+    assert batch["id"].str.fullmatch(r"synth-\d{4}-[0-9a-f]{12}").all() and batch["score"].is_monotonic_decreasing
+    assert all((project / path).is_file() for path in batch["path"])  # the images the annotator opens
+    assert 'value="unrecognisable"' in (project / "data/labelstudio.xml").read_text()
+    tasks = json.loads((project / "data/queries.labelstudio.json").read_text())
+    assert [t["data"]["alcycle_id"] for t in tasks] == batch["id"].tolist()
+    # an annotator answers three of the five: two classes and one "unrecognisable"
+    asked = batch["id"].tolist()
+    answers = project.parent / "gaal-answers.csv"
+    pd.DataFrame({"id": asked[:3], "label": ["3", "unrecognisable", "7"]}).to_csv(answers, index=False)
+    alcycle(project, "import", str(answers))
+    kept = project / "data/annotations/synthesised"
+    assert sorted(p.stem for p in kept.iterdir()) == sorted(asked[:3])
+    output = dvc(project, "repro")
+    assert {"label-import", "train", "extract", "evaluate", "select"} <= stages_run(output)
+    labeled = pd.read_csv(project / "data/labeled.csv", dtype=str).set_index("id")
+    assert labeled.loc[asked[:3], "label"].tolist() == ["3", "unrecognisable", "7"]
+    assert not set(asked[3:]) & set(labeled.index)  # unanswered: never in the pool
+    import torch
+
+    model = torch.load(project / "models/model.pt", weights_only=True)
+    assert asked[0] in model["train_ids"] and asked[2] in model["train_ids"]
+    assert asked[1] not in model["train_ids"]  # unrecognisable: kept out of training
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    assert (metrics["n_synthesised"], metrics["n_unrecognisable"]) == (3, 1)
+    # the next batch is new images; the kept ones stay, and a removal batch takes one out of the pool
+    assert not set(queries(project)["id"]) & set(asked)
+    alcycle(project, "label", "remove", asked[2], "--reason", "not a digit after all")
+    dvc(project, "repro")
+    model = torch.load(project / "models/model.pt", weights_only=True)
+    assert asked[2] not in model["train_ids"] and (kept / f"{asked[2]}.png").exists()
+    # the oracle answers synthesised images with a reference classifier and says so
+    output = alcycle(project, "oracle", "--reference-steps", "60")
+    assert "synthesised image(s) answered by a reference classifier trained on all 240 pool truth labels" in output
+    stored = sorted((project / "data/annotations").glob("batch-*.csv"))[-1]
+    answered = pd.read_csv(stored, dtype=str)
+    assert answered["annotator"].unique().tolist() == ["reference-classifier"]
+    assert set(answered["label"]) <= {*map(str, range(10)), "unrecognisable"}
+    dvc(project, "repro")
+    assert set(answered["id"]) <= set(pd.read_csv(project / "data/labeled.csv", dtype=str)["id"])
+    # git keeps exactly the pool, the batches with their images and the cycle's files
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=project, check=True,
+                            capture_output=True, text=True).stdout
+    assert "data/.oracle" not in status and "models/" not in status
