@@ -12,7 +12,6 @@ from alcycle.annotations.importer import import_file, remove_labels
 from alcycle.annotations.records import AnnotationError
 from alcycle.annotations.store import list_batches
 from alcycle.errors import BadFileError
-from alcycle.layout import Layout
 from alcycle.pool import read_labeled
 from alcycle.stages.train import split_labeled, trained_ids
 from alcycle.strategies.asal import uncertain_latents

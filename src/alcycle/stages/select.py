@@ -343,9 +343,11 @@ def write_query_images(layout: Layout, manifest: pd.DataFrame, batch: QueryBatch
 def write_for_labeling_tools(layout: Layout, batch: QueryBatch, predicted: list[str] | None,
                              params: Params) -> None:
     """Label Studio's tasks and labeling config, and CVAT's list of image paths. A batch of synthesised
-    images offers one answer more than the classes: ``unrecognisable``."""
+    images offers one answer more than the classes: ``unrecognisable``; so does every later batch of a
+    project that kept one (Label Studio refuses a config that drops an answer its annotations use)."""
     tasks = labelstudio.label_studio_tasks(batch.table, predicted, params.select.image_url_prefix)
-    answers = params.classes + ((synthesised.UNRECOGNISABLE,) if batch.images is not None else ())
+    made = batch.images is not None or not synthesised.items(synthesised.store(layout)).empty
+    answers = params.classes + ((synthesised.UNRECOGNISABLE,) if made else ())
     atomic_write_text(layout.queries_labelstudio, labelstudio.label_studio_json(tasks))
     atomic_write_text(layout.labelstudio_config, labelstudio.label_studio_config(answers))
     atomic_write_text(layout.queries_cvat, cvat.cvat_paths(batch.table))
