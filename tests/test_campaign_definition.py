@@ -163,3 +163,18 @@ def test_init_switches_on_a_gan_for_asal_and_the_cells_share_it(tmp_path):
     assert "pretrain-gan" in stages and "models/gan" in stages["cell"]["deps"] and "gan" in SHARED
     campaign = load_campaign(folder / "campaign.yaml")
     assert campaign.cell_params(params, Cell("asal", "plain", 0)).select.strategy == "asal"
+
+
+def test_init_switches_on_a_gan_for_a_gaal_recipe_under_another_name(tmp_path):
+    from alcycle.campaign.scaffold import init_campaign
+
+    (tmp_path / "params.yaml").write_text(render_params("mnist", "", MNIST_CLASSES, 28, 1, 0))
+    recipes = {"strategies": {"random": {}, "gaal-entropy": {"select.strategy": "gaal",
+                                                             "select.gaal.objective": "entropy"}},
+               "options": {"plain": {}}}
+    folder = init_campaign(tmp_path, "synth", {"strategies": ["random", "gaal-entropy"], "options": ["plain"],
+                                               "recipes": recipes})
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    assert params["gan"]["method"] == "dcgan"
+    chosen = load_campaign(folder / "campaign.yaml").cell_params(params, Cell("gaal-entropy", "plain", 0)).select
+    assert (chosen.strategy, chosen.gaal.objective) == ("gaal", "entropy")

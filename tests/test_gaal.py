@@ -204,3 +204,21 @@ def test_params_refuse_gaal_without_what_it_needs(tmp_path):
         lambda r: (r.update(gan=with_gan), r.update(classes=[*MNIST_CLASSES[:9], "unrecognisable"])))
     assert "'select.gaal.objective' is 'distance'" in problems(
         lambda r: (r.update(gan=with_gan), r["select"]["gaal"].update(objective="distance")))
+
+
+def test_the_oracles_reference_answers_unrecognisable_below_its_confidence_threshold(tmp_path):
+    from alcycle.inference import predict
+    from alcycle.oracle import Reference
+
+    images = [np.random.default_rng(i).integers(0, 256, (1, 8, 8), dtype=np.uint8) for i in range(6)]
+    layout, _, ids = gaal_project(tmp_path, images)
+    np.save(layout.pixels, np.stack(images))  # the pool's shape: (1, 8, 8)
+    model = tiny_classifier(4)
+    probs, _ = predict(model, np.stack(images), batch_size=8)
+    confidence = probs.max(axis=1)
+    threshold = float(np.median(confidence))
+    reference = Reference(model, ("w", "x", "y", "z"), trained_on=0, test_accuracy=1.0)
+    labels, seen = reference.label(layout, ids, threshold)
+    np.testing.assert_allclose(seen, confidence, rtol=1e-6)
+    expected = ["unrecognisable" if c < threshold else "wxyz"[k] for c, k in zip(confidence, probs.argmax(axis=1))]
+    assert labels == expected and labels.count("unrecognisable") == int((confidence < threshold).sum()) >= 1
