@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,38 @@ from alcycle.stages.train import build_classifier, fit
 from alcycle.strategies import SelectionContext, select
 
 
+@dataclasses.dataclass
+class CampaignPool:
+    """A campaign folder's params, pool split (pixels, ids, truth) and DCGAN, as the benchmarks read them."""
+
+    params: Any
+    pixels: np.ndarray
+    pool: np.ndarray  # manifest rows of the pool split
+    ids: np.ndarray  # their ids
+    truth: pd.Series  # id -> label
+    gan: Any
+    features: np.ndarray  # pretrain-gan's features of the pool rows
+
+    @classmethod
+    def load(cls, root: Path) -> CampaignPool:
+        manifest = pd.read_csv(root / "data/prepared/manifest.csv", dtype=str)
+        pool = np.flatnonzero(manifest["split"].to_numpy() == "pool")
+        return cls(load_params(root / "params.yaml"), np.load(root / "data/prepared/pixels.npy", mmap_mode="r"),
+                   pool, manifest["id"].to_numpy()[pool],
+                   pd.read_csv(root / "data/truth/labels.csv", dtype=str).set_index("id")["label"],
+                   load_gan(root / "models/gan/gan.pt"), np.load(root / "models/gan/features.npy")[pool])
+
+    def classifier_on(self, count: int) -> tuple[Any, np.ndarray]:
+        """A classifier (the campaign's train settings) on ``count`` pool labels drawn with seed 0; its labeled mask."""
+        labeled = np.zeros(len(self.pool), dtype=bool)
+        labeled[np.random.default_rng(0).choice(len(self.pool), count, replace=False)] = True
+        targets = self.truth.loc[self.ids[labeled]].astype(int).to_numpy()
+        with rng.seeded(self.params.seed):
+            model = build_classifier(self.params, self.pixels.shape[1])
+            fit(model, self.pixels[self.pool[labeled]], targets, self.params)
+        return model, labeled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--campaign", type=Path, default=Path("campaigns/generative"))
@@ -35,27 +68,15 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=50)
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    root = args.campaign
-    params = load_params(root / "params.yaml")
-    manifest = pd.read_csv(root / "data/prepared/manifest.csv", dtype=str)
-    truth = pd.read_csv(root / "data/truth/labels.csv", dtype=str).set_index("id")["label"]
-    pixels = np.load(root / "data/prepared/pixels.npy", mmap_mode="r")
-    pool = np.flatnonzero(manifest["split"].to_numpy() == "pool")
-    ids = manifest["id"].to_numpy()[pool]
-    gan = load_gan(root / "models/gan/gan.pt")
-    features = np.load(root / "models/gan/features.npy")[pool]
+    data = CampaignPool.load(args.campaign)
+    params, pixels, pool, ids, gan, features = data.params, data.pixels, data.pool, data.ids, data.gan, data.features
     critic = dataclasses.replace(gan, features_kind="discriminator", projection=None)
     critic_features = critic.pool_features(pixels[pool])
     print("| labels | generated images | ASAL's real picks | ASAL's real picks (discriminator features) | "
           "entropy's picks | random picks | unlabeled pool |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for count in args.labels:
-        labeled = np.zeros(len(pool), dtype=bool)
-        labeled[np.random.default_rng(0).choice(len(pool), count, replace=False)] = True
-        targets = truth.loc[ids[labeled]].astype(int).to_numpy()
-        with rng.seeded(params.seed):
-            model = build_classifier(params, pixels.shape[1])
-            fit(model, pixels[pool[labeled]], targets, params)
+        model, labeled = data.classifier_on(count)
         probs = predict_all(model, pixels[pool], params.extract.batch_size)["probs"]
         entropy = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(axis=1)
         context = SelectionContext(ids=ids, labeled=labeled, probs=probs, model=model, gan=gan, gan_features=features,

@@ -18,21 +18,19 @@ count as one PNG.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from alcycle import faiss_ops, rng
-from alcycle.gan import load_gan
+from alcycle import faiss_ops
 from alcycle.inference import predict_all
 from alcycle.layout import Layout
 from alcycle.oracle import reference_classifier
-from alcycle.params import load_params
-from alcycle.stages.train import build_classifier, fit
 from alcycle.strategies import SelectionContext, select
+from asal_matching import CampaignPool  # the benchmark beside this one: a campaign's pool and a classifier on it
 
 
 def nearest_real(features: np.ndarray, pool_features: np.ndarray, skip_self: bool) -> float:
@@ -51,14 +49,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     root = args.campaign
-    params = load_params(root / "params.yaml")
-    manifest = pd.read_csv(root / "data/prepared/manifest.csv", dtype=str)
-    truth = pd.read_csv(root / "data/truth/labels.csv", dtype=str).set_index("id")["label"]
-    pixels = np.load(root / "data/prepared/pixels.npy", mmap_mode="r")
-    pool = np.flatnonzero(manifest["split"].to_numpy() == "pool")
-    ids = manifest["id"].to_numpy()[pool]
-    gan = load_gan(root / "models/gan/gan.pt")
-    pool_features = np.load(root / "models/gan/features.npy")[pool]
+    data = CampaignPool.load(root)
+    params, pixels, pool, ids, truth, gan, pool_features = (data.params, data.pixels, data.pool, data.ids, data.truth,
+                                                            data.gan, data.features)
     reference = reference_classifier(Layout(root), params, root / "work" / ".oracle")
     print(f"reference classifier: {reference.trained_on} pool truth labels, test accuracy "
           f"{reference.test_accuracy:.4f}")
@@ -66,17 +59,12 @@ def main() -> None:
           "predicts the answer | distance to the nearest real image |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for count in args.labels:
-        labeled = np.zeros(len(pool), dtype=bool)
-        labeled[np.random.default_rng(0).choice(len(pool), count, replace=False)] = True
-        targets = truth.loc[ids[labeled]].astype(int).to_numpy()
-        with rng.seeded(params.seed):
-            model = build_classifier(params, pixels.shape[1])
-            fit(model, pixels[pool[labeled]], targets, params)
+        model, labeled = data.classifier_on(count)
         probs = predict_all(model, pixels[pool], params.extract.batch_size)["probs"]
         context = SelectionContext(ids=ids, labeled=labeled, probs=probs, model=model, gan=gan)
         rows = {}
         for objective in ("margin", "entropy"):
-            settings = params.select.gaal.__class__(**{**vars(params.select.gaal), "objective": objective})
+            settings = dataclasses.replace(params.select.gaal, objective=objective)
             made = select(SelectionContext(ids=ids, labeled=labeled, model=model, gan=gan, settings=settings),
                           "gaal", args.budget, np.random.default_rng(1)).images
             assert made is not None
