@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 
-from alcycle import rng
 from alcycle.classifier import Classifier
 from alcycle.features import atomic_memmap
+from alcycle.inference import write_mc_probs
 from alcycle.semi import PseudoLabeller, PseudoLabels
 from alcycle.training import single_threaded
 
@@ -94,7 +94,7 @@ def write_head_outputs(classifier: Classifier, embeddings: np.ndarray, folder: P
 
     Written into memory maps one chunk of ``batch_size`` rows at a time: O(batch) in memory.
     The dropout masks come pass by pass from ``rng.mc_dropout_generator(seed)``, one (N, D)
-    draw per pass in row order, exactly as ``inference.mc_dropout_probs`` draws them, so the
+    draw per pass in row order, exactly as ``inference.mc_dropout_probs`` draws them (``inference.write_mc_probs``), so the
     samples equal those of a full forward pass whatever the chunk size.
     """
     classifier.eval()
@@ -107,19 +107,5 @@ def write_head_outputs(classifier: Classifier, embeddings: np.ndarray, folder: P
     if classifier.settings.dropout > 0 and mc_samples > 0:
         written["mc_probs"] = folder / "mc_probs.npy"
         with single_threaded():
-            _write_mc_probs(classifier, embeddings, written["mc_probs"], batch_size, mc_samples, seed)
+            write_mc_probs(classifier, embeddings, written["mc_probs"], batch_size, mc_samples, seed)
     return written
-
-
-def _write_mc_probs(classifier: Classifier, embeddings: np.ndarray, path: Path, batch_size: int,
-                    samples: int, seed: int) -> None:
-    """(N, T, C) float32, pass by pass (T = ``samples``), each pass chunk by chunk in row order."""
-    keep = 1.0 - classifier.settings.dropout
-    generator = rng.mc_dropout_generator(seed)
-    n = len(embeddings)
-    with atomic_memmap(path, (n, samples, classifier.head.out_features)) as mc:
-        for t in range(samples):
-            for start in range(0, n, batch_size):
-                chunk = torch.from_numpy(np.array(embeddings[start : start + batch_size]))
-                mask = torch.bernoulli(torch.full_like(chunk, keep), generator=generator) / keep
-                mc[start : start + len(chunk), t] = torch.softmax(classifier.head(chunk * mask), dim=1).numpy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import torch
 
 from alcycle import rng
 from alcycle.classifier import Classifier
+from alcycle.features import atomic_memmap
 
 
 def predict(model: Classifier, pixels: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,20 +82,63 @@ def predict_all_on_cluster(address: str, model: Classifier, model_path: Path, pi
 
     The same batches through the same code as the local loop, so the arrays are the same, row
     for row; the MC-dropout passes (the head alone, over the gathered embeddings) run here,
-    as in ``predict_all``. ``model`` is the checkpoint at ``model_path``, loaded here too.
+    where the model is.
     """
-    from alcycle.ray_ops import map_batches
-
     rows = len(np.load(pixels_path, mmap_mode="r"))  # the header only
     outputs: dict[str, np.ndarray] = {}
-    work = ClassifierBatches(Path(model_path).resolve(), Path(pixels_path).resolve(), batch_size)
-    for batch in map_batches(address, rows, batch_size, work):
+    for covered, batch in cluster_batches(address, model_path, pixels_path, batch_size):
         for name, values in batch.items():
-            if name != "row":
-                if name not in outputs:
-                    outputs[name] = np.empty((rows, *values.shape[1:]), dtype=np.float32)
-                outputs[name][batch["row"]] = values
+            if name not in outputs:
+                outputs[name] = np.empty((rows, *values.shape[1:]), dtype=np.float32)
+            outputs[name][covered] = values
     return with_mc_probs(model, outputs, mc_samples, seed)
+
+
+def local_batches(model: Classifier, pixels: np.ndarray, batch_size: int
+                  ) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+    """(rows, ``batch_outputs``) for each batch of ``pixels`` in order, the model in eval mode meanwhile."""
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(pixels), batch_size):
+            yield slice(start, start + batch_size), batch_outputs(model, pixels[start : start + batch_size])
+    finally:
+        model.train(was_training)
+
+
+def cluster_batches(address: str, model_path: Path, pixels_path: Path, batch_size: int
+                    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """``local_batches``' batches computed on the Ray cluster at ``address``, in the order they arrive."""
+    from alcycle.ray_ops import map_batches
+
+    work = ClassifierBatches(Path(model_path).resolve(), Path(pixels_path).resolve(), batch_size)
+    rows = len(np.load(pixels_path, mmap_mode="r"))  # the header only
+    for batch in map_batches(address, rows, batch_size, work):
+        yield batch.pop("row"), batch
+
+
+def write_all(model: Classifier, batches: Iterable[tuple[slice | np.ndarray, dict[str, np.ndarray]]], rows: int,
+              folder: Path, batch_size: int, mc_samples: int = 0, seed: int = 0) -> dict[str, Path]:
+    """``predict_all``'s arrays written to ``folder/<name>.npy`` as the ``batches`` (rows, outputs)
+    arrive, in any order: O(batch) in memory, however many rows. Each file appears only whole.
+
+    The MC-dropout passes run afterwards over the written embeddings, chunk by chunk
+    (``write_mc_probs``), so they too never hold more than a chunk.
+    """
+    written: dict[str, Path] = {}
+    with ExitStack() as files:
+        arrays: dict[str, np.ndarray] = {}
+        for covered, batch in batches:
+            for name, values in batch.items():
+                if name not in arrays:
+                    written[name] = folder / f"{name}.npy"
+                    arrays[name] = files.enter_context(atomic_memmap(written[name], (rows, *values.shape[1:])))
+                arrays[name][covered] = values
+    if model.settings.dropout > 0 and mc_samples > 0:
+        written["mc_probs"] = folder / "mc_probs.npy"
+        embeddings = np.load(written["embeddings"], mmap_mode="r")
+        write_mc_probs(model, embeddings, written["mc_probs"], batch_size, mc_samples, seed)
+    return written
 
 
 @torch.inference_mode()
@@ -106,3 +152,24 @@ def mc_dropout_probs(model: Classifier, embeddings: np.ndarray, samples: int, se
         mask = torch.bernoulli(torch.full_like(features, keep), generator=generator) / keep
         passes.append(torch.softmax(model.head(features * mask), dim=1))
     return torch.stack(passes, dim=1).numpy().astype(np.float32)
+
+
+@torch.inference_mode()
+def write_mc_probs(model: Classifier, embeddings: np.ndarray, path: Path, batch_size: int,
+                   samples: int, seed: int) -> None:
+    """``mc_dropout_probs`` written to ``path`` (N, T, C) float32, pass by pass (T = ``samples``),
+    each pass chunk by chunk in row order: the masks are the same draws as one full pass's."""
+    keep = 1.0 - model.settings.dropout
+    generator = rng.mc_dropout_generator(seed)
+    n = len(embeddings)
+    was_training = model.training
+    model.eval()
+    try:
+        with atomic_memmap(path, (n, samples, model.head.out_features)) as mc:
+            for t in range(samples):
+                for start in range(0, n, batch_size):
+                    chunk = torch.from_numpy(np.array(embeddings[start : start + batch_size]))
+                    mask = torch.bernoulli(torch.full_like(chunk, keep), generator=generator) / keep
+                    mc[start : start + len(chunk), t] = torch.softmax(model.head(chunk * mask), dim=1).numpy()
+    finally:
+        model.train(was_training)

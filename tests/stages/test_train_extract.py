@@ -170,6 +170,42 @@ def test_extract_writes_only_what_the_model_can_say(tmp_path, params):
     assert np.load(layout.extracted / "predicted_loss.npy").shape == (10,)
 
 
+def test_extract_streams_the_arrays_predict_all_computes_and_leaves_nothing_half_written(tmp_path, params):
+    """Written batch by batch into memory maps (batches of 3 over 10 rows), the arrays equal the
+    in-memory pass; an error mid-way leaves no file, not even a temporary one."""
+    from alcycle.inference import local_batches, write_all
+    from alcycle.layout import Layout
+    from alcycle.stages import extract
+
+    layout = Layout(tmp_path)
+    pixels, _ = toy_digits(n=10)
+    layout.pixels.parent.mkdir(parents=True)
+    np.save(layout.pixels, pixels)
+    settings = with_loss_module(with_train(params, dropout=0.25))
+    settings = dataclasses.replace(settings, extract=dataclasses.replace(settings.extract, batch_size=3))
+    torch.manual_seed(0)
+    model = build_classifier(settings, in_channels=1).eval()
+    save_model(layout.model, model, [], params.classes)
+    outputs = extract.run(layout, settings)
+    expected = predict_all(model, pixels, 3, settings.extract.mc_samples, settings.seed)
+    assert sorted(outputs) == sorted(expected) == ["embeddings", "mc_probs", "predicted_loss", "probs"]
+    for name, array in outputs.items():
+        assert isinstance(array, np.memmap), name  # read back from the files, not held
+        np.testing.assert_allclose(array, expected[name], atol=1e-6, err_msg=name)
+
+    def failing_after_two_batches():
+        for i, batch in enumerate(local_batches(model, pixels, 3)):
+            if i == 2:
+                raise RuntimeError("a worker died")
+            yield batch
+
+    folder = tmp_path / "interrupted"
+    folder.mkdir()
+    with pytest.raises(RuntimeError, match="a worker died"):
+        write_all(model, failing_after_two_batches(), len(pixels), folder, 3)
+    assert list(folder.iterdir()) == []
+
+
 def test_train_counts_a_removal_batch_as_a_cycle(tmp_path, monkeypatch):
     """After a removal batch takes the newest labels out, the pool's largest ``cycle`` is
     behind the batch count; train (CEAL's threshold) uses the batch count, as evaluate and select do."""

@@ -3,7 +3,9 @@
 probs.npy (N, C) and embeddings.npy (N, D) always; mc_probs.npy (N, T, C) when the
 model has dropout (``extract.mc_samples`` passes, for BALD) and predicted_loss.npy (N,)
 when it has a loss prediction module (for Learning Loss). Row i belongs to manifest
-row i. These arrays are what every strategy and the evaluation read.
+row i. These arrays are what every strategy and the evaluation read. They are written
+batch by batch into memory maps (O(batch) in memory at any pool size), locally or, with
+``compute.ray_address``, as Ray Data batch inference on a cluster.
 
 With a frozen backbone the embeddings are embed's (``data/features``), never copied
 here: only the head runs, over them, chunk by chunk (O(chunk) in memory).
@@ -14,14 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from alcycle.features import open_embeddings
-from alcycle.fileio import atomic_save_npy
 from alcycle.head import write_head_outputs
 from alcycle.contract import Stage, cached
 from alcycle.layout import Layout
 from alcycle.checkpoints import load_model
 from alcycle.classifier import Classifier
 from alcycle.compute import ray_address
-from alcycle.inference import predict_all, predict_all_on_cluster
+from alcycle.inference import cluster_batches, local_batches, write_all
 from alcycle.params import Params
 
 _L = Layout()
@@ -41,17 +42,13 @@ def run(layout: Layout, params: Params) -> dict[str, np.ndarray]:
     if model.settings.freeze_backbone:
         return run_frozen(layout, params, model, saved["backbone"]["name"])
     ep = params.extract
+    pixels = np.load(layout.pixels, mmap_mode="r")
     address = ray_address(params.compute)
-    if address:  # the same arrays, computed batch by batch on the cluster's nodes
-        outputs = predict_all_on_cluster(address, model, layout.model, layout.pixels, ep.batch_size,
-                                         ep.mc_samples, params.seed)
-    else:
-        outputs = predict_all(model, np.load(layout.pixels, mmap_mode="r"), ep.batch_size, ep.mc_samples,
-                              params.seed)
-    for name, array in outputs.items():
-        atomic_save_npy(layout.extracted / f"{name}.npy", array)
-    return outputs
-
+    # On a cluster the same batches through the same code on its nodes, so the same arrays.
+    batches = (cluster_batches(address, layout.model, layout.pixels, ep.batch_size) if address
+               else local_batches(model, pixels, ep.batch_size))
+    written = write_all(model, batches, len(pixels), layout.extracted, ep.batch_size, ep.mc_samples, params.seed)
+    return {name: np.load(path, mmap_mode="r") for name, path in written.items()}
 
 def run_frozen(layout: Layout, params: Params, model: Classifier, backbone: str) -> dict[str, np.ndarray]:
     """The head's outputs over embed's features of ``backbone``, as read-only memory maps; the backbone never runs."""
