@@ -82,7 +82,9 @@ def predict_all_on_cluster(address: str, model: Classifier, model_path: Path, pi
 
     The same batches through the same code as the local loop, so the arrays are the same, row
     for row; the MC-dropout passes (the head alone, over the gathered embeddings) run here,
-    where the model is.
+    as in ``predict_all``. ``model`` is the checkpoint at ``model_path``, loaded here too.
+    Holds every output in memory; extract writes them instead (``write_all`` over
+    ``cluster_batches``).
     """
     rows = len(np.load(pixels_path, mmap_mode="r"))  # the header only
     outputs: dict[str, np.ndarray] = {}
