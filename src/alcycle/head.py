@@ -106,6 +106,5 @@ def write_head_outputs(classifier: Classifier, embeddings: np.ndarray, folder: P
             probs[start : start + len(chunk)] = torch.softmax(classifier.head(chunk), dim=1).numpy()
     if classifier.settings.dropout > 0 and mc_samples > 0:
         written["mc_probs"] = folder / "mc_probs.npy"
-        with single_threaded():
-            write_mc_probs(classifier, embeddings, written["mc_probs"], batch_size, mc_samples, seed)
+        write_mc_probs(classifier, embeddings, written["mc_probs"], batch_size, mc_samples, seed)
     return written

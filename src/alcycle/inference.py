@@ -12,6 +12,7 @@ import torch
 from alcycle import rng
 from alcycle.classifier import Classifier
 from alcycle.features import atomic_memmap
+from alcycle.training import single_threaded
 
 
 def predict(model: Classifier, pixels: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,14 +161,18 @@ def mc_dropout_probs(model: Classifier, embeddings: np.ndarray, samples: int, se
 def write_mc_probs(model: Classifier, embeddings: np.ndarray, path: Path, batch_size: int,
                    samples: int, seed: int) -> None:
     """``mc_dropout_probs`` written to ``path`` (N, T, C) float32, pass by pass (T = ``samples``),
-    each pass chunk by chunk in row order: the masks are the same draws as one full pass's."""
+    each pass chunk by chunk in row order: the masks are the same draws as one full pass's.
+
+    On one thread: the head's small products cost less than waking a second thread for each
+    (at 10⁵ rows, chunks of 512: 3.4 s on one thread, 39–72 s on two beside another job, 5.9 s
+    for one full pass; docs/benchmarks.md, "Extract's memory")."""
     keep = 1.0 - model.settings.dropout
     generator = rng.mc_dropout_generator(seed)
     n = len(embeddings)
     was_training = model.training
     model.eval()
     try:
-        with atomic_memmap(path, (n, samples, model.head.out_features)) as mc:
+        with single_threaded(), atomic_memmap(path, (n, samples, model.head.out_features)) as mc:
             for t in range(samples):
                 for start in range(0, n, batch_size):
                     chunk = torch.from_numpy(np.array(embeddings[start : start + batch_size]))
