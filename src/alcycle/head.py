@@ -93,9 +93,9 @@ def write_head_outputs(classifier: Classifier, embeddings: np.ndarray, folder: P
     classifier has dropout, ``mc_probs.npy`` (N, T, C) with T = ``mc_samples``.
 
     Written into memory maps one chunk of ``batch_size`` rows at a time: O(batch) in memory.
-    The dropout masks come pass by pass from ``rng.mc_dropout_generator(seed)``, one (N, D)
-    draw per pass in row order, exactly as ``inference.mc_dropout_probs`` draws them (``inference.write_mc_probs``), so the
-    samples equal those of a full forward pass whatever the chunk size.
+    The MC passes are ``inference.write_mc_probs``: one (N, D) draw of dropout masks per pass
+    in row order, exactly as ``inference.mc_dropout_probs`` draws them, so the samples equal
+    those of a full forward pass whatever the chunk size.
     """
     classifier.eval()
     n, classes = len(embeddings), classifier.head.out_features
